@@ -1,0 +1,2 @@
+//! kubesim: simulated Kubernetes/OpenShift API servers for ztwim-hub's tests.
+pub mod schema;
