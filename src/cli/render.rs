@@ -1,0 +1,255 @@
+//! `ztwim-hub render bootstrap|add-spoke`: the objects the live commands apply, offline. Every value the
+//! live commands discover from a cluster is a flag here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::GlobalArgs;
+use crate::error;
+use crate::output::{OutputFormat, Printer};
+use crate::profile::{Profile, RbacMode};
+use crate::render::Renderer;
+use crate::render::plan::Plan;
+use crate::render::values::{BootstrapValues, HubInputs, SpokeInputs, SpokeValues};
+use crate::validate;
+
+/// Print the manifests bootstrap or add-spoke would apply, without a cluster.
+///
+/// Output is multi-document YAML on stdout (default), a JSON array with -o json, or one file per object
+/// under DIR/<cluster>/ with a kustomization.yaml each (--output-dir), ready to commit to a GitOps repository.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  ztwim-hub render bootstrap --profile openshift --app-domain apps.hub.example.com --channel stable-v1\n  ztwim-hub render add-spoke --spoke-name spoke-a --spoke-server https://api.spoke-a.example.com:6443 \\\n    --spoke-ca-file spoke-ca.crt --trust-domain apps.hub.example.com \\\n    --issuer-url https://spire-spiffe-oidc-discovery-provider.apps.hub.example.com \\\n    --issuer-ca-file ingress-ca.crt --spoke-version 4.19"
+)]
+pub struct RenderArgs {
+    #[command(subcommand)]
+    pub what: RenderWhat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RenderWhat {
+    /// The hub: ZTWIM operator and operands, the GitOps operator, the Argo CD instance.
+    Bootstrap(RenderBootstrapArgs),
+    /// A spoke: feature gate (below 4.20), issuer CA, OIDC authentication, RBAC, and the Argo CD cluster Secret.
+    AddSpoke(RenderAddSpokeArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct HubValueArgs {
+    /// The hub's apps domain (live: "apps." + DNS cluster .spec.baseDomain).
+    #[arg(long, value_name = "DOMAIN")]
+    pub app_domain: Option<String>,
+    /// The SPIFFE trust domain [default: the apps domain]. Immutable once ZTWIM is installed.
+    #[arg(long, value_name = "DOMAIN")]
+    pub trust_domain: Option<String>,
+    /// SPIRE's cluster name [default: from the profile]. Immutable once ZTWIM is installed.
+    #[arg(long, value_name = "NAME")]
+    pub cluster_name: Option<String>,
+    /// ZTWIM's OLM channel (live: the PackageManifest's default channel).
+    #[arg(long, value_name = "CHANNEL")]
+    pub channel: Option<String>,
+    /// Namespace of the Argo CD instance [default: from the profile, ztwim-gitops]. Not openshift-*.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub gitops_namespace: Option<String>,
+    /// Download URL of the exec-auth plugin archive ({version} and {arch} are replaced), e.g. a mirror.
+    #[arg(long, value_name = "URL")]
+    pub exec_auth_url: Option<String>,
+    /// sha256 of the plugin archive; the init container refuses any other file.
+    #[arg(long, value_name = "HEX")]
+    pub exec_auth_sha256: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderBootstrapArgs {
+    #[command(flatten)]
+    pub hub: HubValueArgs,
+    #[command(flatten)]
+    pub out: RenderOutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderOutputArgs {
+    /// Write one file per object under DIR/<cluster>/ (cluster: hub or the spoke name), with a kustomization.yaml.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderAddSpokeArgs {
+    /// The spoke's name in Argo CD (a DNS-1123 label; live: from the spoke context).
+    #[arg(long, value_name = "NAME")]
+    pub spoke_name: Option<String>,
+    /// The spoke API server URL (live: from the kubeconfig).
+    #[arg(long, value_name = "URL")]
+    pub spoke_server: Option<String>,
+    /// PEM CA bundle of the spoke API server, pinned in the Argo CD cluster Secret (live: from the kubeconfig).
+    #[arg(long, value_name = "PATH")]
+    pub spoke_ca_file: Option<PathBuf>,
+    /// Argo CD does not verify the spoke's certificate. Not for production; excludes --spoke-ca-file.
+    #[arg(long)]
+    pub insecure_skip_tls_verify: bool,
+    /// The hub's SPIFFE trust domain (live: ConfigMap spire-server on the hub).
+    #[arg(long, value_name = "DOMAIN")]
+    pub trust_domain: Option<String>,
+    /// The hub's SPIRE OIDC issuer URL (live: ConfigMap spire-server on the hub).
+    #[arg(long, value_name = "URL")]
+    pub issuer_url: Option<String>,
+    /// PEM CA of the issuer's certificate, if not publicly trusted (live: the hub's ingress CA).
+    #[arg(long, value_name = "PATH")]
+    pub issuer_ca_file: Option<PathBuf>,
+    /// The spoke's OpenShift version, MAJOR.MINOR (live: ClusterVersion). Below 4.20 adds the feature gate.
+    #[arg(long, value_name = "VERSION")]
+    pub spoke_version: Option<String>,
+    /// JWT audience the spoke accepts and Argo CD requests [default: from the profile, openshift-spoke].
+    #[arg(long, value_name = "AUDIENCE")]
+    pub audience: Option<String>,
+    /// What Argo CD may do on the spoke [default: from the profile].
+    #[arg(long, value_enum)]
+    pub rbac: Option<RbacMode>,
+    /// Namespace of the hub's Argo CD instance [default: from the profile, ztwim-gitops].
+    #[arg(long, value_name = "NAMESPACE")]
+    pub gitops_namespace: Option<String>,
+    #[command(flatten)]
+    pub out: RenderOutputArgs,
+}
+
+/// A flag that render needs because it has no cluster to discover the value from.
+fn required<'a>(value: &'a Option<String>, flag: &str, live: &str) -> anyhow::Result<&'a str> {
+    value.as_deref().ok_or_else(|| {
+        error::input(format!(
+            "{flag} is required: render has no cluster to read it from (live: {live})"
+        ))
+    })
+}
+
+pub fn exec(global: &GlobalArgs, args: &RenderArgs, printer: &Printer) -> anyhow::Result<()> {
+    let profile = Profile::load(global.profile.as_deref().unwrap_or("openshift"))?;
+    let renderer = Renderer::new(global.templates_dir.as_deref())?;
+    let (plan, warnings, out) = match &args.what {
+        RenderWhat::Bootstrap(a) => {
+            let (plan, warnings) = plan_bootstrap(&profile, &renderer, &a.hub)?;
+            (plan, warnings, &a.out)
+        }
+        RenderWhat::AddSpoke(a) => {
+            let (plan, warnings) = plan_add_spoke(&profile, &renderer, a)?;
+            (plan, warnings, &a.out)
+        }
+    };
+    for warning in warnings {
+        printer.warn(warning);
+    }
+    if let Some(dir) = &out.output_dir {
+        let written = plan.write_dir(dir)?;
+        for path in &written {
+            printer.debug(1, format!("wrote {}", path.display()));
+        }
+        printer.info(format!(
+            "wrote {} files under {}",
+            written.len(),
+            dir.display()
+        ));
+        return Ok(());
+    }
+    let text = match printer.format() {
+        OutputFormat::Json => plan.to_json()?,
+        OutputFormat::Yaml | OutputFormat::Text => plan.to_yaml()?,
+    };
+    printer.data(&text)?;
+    Ok(())
+}
+
+pub fn plan_bootstrap(
+    profile: &Profile,
+    renderer: &Renderer,
+    args: &HubValueArgs,
+) -> anyhow::Result<(Plan, Vec<String>)> {
+    let inputs = HubInputs {
+        app_domain: required(
+            &args.app_domain,
+            "--app-domain",
+            "\"apps.\" + DNS cluster .spec.baseDomain",
+        )?
+        .to_string(),
+        ztwim_channel: match (&args.channel, &profile.ztwim.operator.channel) {
+            (Some(c), _) | (None, Some(c)) => c.clone(),
+            (None, None) => {
+                required(
+                    &None,
+                    "--channel",
+                    "the PackageManifest's status.defaultChannel",
+                )?;
+                unreachable!()
+            }
+        },
+        trust_domain: args.trust_domain.clone(),
+        cluster_name: args.cluster_name.clone(),
+        gitops_namespace: args.gitops_namespace.clone(),
+        exec_auth_url: args.exec_auth_url.clone(),
+        exec_auth_sha256: args.exec_auth_sha256.clone(),
+    };
+    let (values, warnings) = BootstrapValues::resolve(profile, &inputs)?;
+    let plan = Plan::render(
+        renderer,
+        &profile.manifests.bootstrap,
+        profile,
+        &values,
+        None,
+    )?;
+    Ok((plan, warnings))
+}
+
+pub fn plan_add_spoke(
+    profile: &Profile,
+    renderer: &Renderer,
+    args: &RenderAddSpokeArgs,
+) -> anyhow::Result<(Plan, Vec<String>)> {
+    let pem = |flag: &str, path: &Option<PathBuf>| -> anyhow::Result<Option<String>> {
+        path.as_deref()
+            .map(|p| validate::pem_certificates(flag, p).map_err(error::input))
+            .transpose()
+    };
+    let spoke_name = required(&args.spoke_name, "--spoke-name", "the spoke context's name")?;
+    let version = required(
+        &args.spoke_version,
+        "--spoke-version",
+        "ClusterVersion version",
+    )?;
+    let inputs = SpokeInputs {
+        spoke_name: spoke_name.to_string(),
+        spoke_server: required(
+            &args.spoke_server,
+            "--spoke-server",
+            "the spoke context's cluster server",
+        )?
+        .to_string(),
+        spoke_ca_pem: pem("--spoke-ca-file", &args.spoke_ca_file)?,
+        insecure_skip_tls_verify: args.insecure_skip_tls_verify,
+        trust_domain: required(
+            &args.trust_domain,
+            "--trust-domain",
+            "ConfigMap spire-server on the hub",
+        )?
+        .to_string(),
+        issuer_url: required(
+            &args.issuer_url,
+            "--issuer-url",
+            "ConfigMap spire-server on the hub",
+        )?
+        .to_string(),
+        issuer_ca_pem: pem("--issuer-ca-file", &args.issuer_ca_file)?,
+        spoke_version: validate::minor_version("--spoke-version", version).map_err(error::input)?,
+        audience: args.audience.clone(),
+        rbac: args.rbac,
+        gitops_namespace: args.gitops_namespace.clone(),
+    };
+    let (values, warnings) = SpokeValues::resolve(profile, &inputs)?;
+    let plan = Plan::render(
+        renderer,
+        &profile.manifests.add_spoke,
+        profile,
+        &values,
+        Some(spoke_name),
+    )?;
+    Ok((plan, warnings))
+}

@@ -1,0 +1,270 @@
+//! The typed values a workflow's templates see as `v`. The same structs serve `render` (values from
+//! flags) and the live commands (values discovered from the clusters), so both render the same objects.
+
+use serde::Serialize;
+
+use crate::error;
+use crate::profile::{Profile, RbacMode};
+use crate::validate::{self, MinorVersion};
+
+/// The SPIFFE IDs Argo CD's pods get: `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ArgoIdentities {
+    pub server_service_account: String,
+    pub controller_service_account: String,
+    pub server: String,
+    pub controller: String,
+}
+
+impl ArgoIdentities {
+    pub fn new(profile: &Profile, trust_domain: &str, namespace: &str) -> Self {
+        let server_sa = format!("{}-argocd-server", profile.gitops.instance);
+        let controller_sa = format!("{}-argocd-application-controller", profile.gitops.instance);
+        ArgoIdentities {
+            server: spiffe_id(trust_domain, namespace, &server_sa),
+            controller: spiffe_id(trust_domain, namespace, &controller_sa),
+            server_service_account: server_sa,
+            controller_service_account: controller_sa,
+        }
+    }
+}
+
+pub fn spiffe_id(trust_domain: &str, namespace: &str, service_account: &str) -> String {
+    format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}")
+}
+
+/// What the hub workflow needs to know, from flags or from the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct HubInputs {
+    pub app_domain: String,
+    pub ztwim_channel: String,
+    pub trust_domain: Option<String>,
+    pub cluster_name: Option<String>,
+    pub gitops_namespace: Option<String>,
+    pub exec_auth_url: Option<String>,
+    pub exec_auth_sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BootstrapValues {
+    pub app_domain: String,
+    pub trust_domain: String,
+    pub cluster_name: String,
+    pub jwt_issuer: String,
+    pub oidc_host: String,
+    pub ztwim_channel: String,
+    pub gitops_channel: String,
+    pub gitops_namespace: String,
+    pub argocd_server_host: String,
+    pub exec_auth_archive_url: String,
+    pub exec_auth_sha256: Option<String>,
+    pub identities: ArgoIdentities,
+}
+
+impl BootstrapValues {
+    /// Validates the inputs and derives the values. Returns warnings for the user alongside.
+    pub fn resolve(
+        profile: &Profile,
+        inputs: &HubInputs,
+    ) -> anyhow::Result<(BootstrapValues, Vec<String>)> {
+        let bad = |r: Result<(), String>| r.map_err(error::input);
+        let mut warnings = Vec::new();
+        bad(validate::dns_subdomain("--app-domain", &inputs.app_domain))?;
+        let trust_domain = inputs
+            .trust_domain
+            .clone()
+            .unwrap_or_else(|| inputs.app_domain.clone());
+        bad(validate::trust_domain("--trust-domain", &trust_domain))?;
+        let cluster_name = inputs
+            .cluster_name
+            .clone()
+            .unwrap_or_else(|| profile.ztwim.cluster_name.clone());
+        bad(validate::dns_subdomain("--cluster-name", &cluster_name))?;
+        if inputs.ztwim_channel.trim().is_empty() {
+            return Err(error::input("--channel is empty"));
+        }
+        let gitops_namespace = inputs
+            .gitops_namespace
+            .clone()
+            .unwrap_or_else(|| profile.gitops.namespace.clone());
+        bad(validate::dns1123_label(
+            "--gitops-namespace",
+            &gitops_namespace,
+        ))?;
+        if gitops_namespace.starts_with("openshift-") {
+            return Err(error::input(format!(
+                "--gitops-namespace {gitops_namespace:?}: ZTWIM issues no identities in openshift-* namespaces; choose another (default {})",
+                profile.gitops.namespace
+            )));
+        }
+        let url_template = inputs
+            .exec_auth_url
+            .clone()
+            .unwrap_or_else(|| profile.exec_auth.url.clone());
+        let archive_url = profile.exec_auth_archive_url(&url_template);
+        validate::https_url("--exec-auth-url", &archive_url, true).map_err(error::input)?;
+        let exec_auth_sha256 = match &inputs.exec_auth_sha256 {
+            Some(digest) => {
+                Some(validate::sha256_hex("--exec-auth-sha256", digest).map_err(error::input)?)
+            }
+            None => profile
+                .exec_auth
+                .sha256
+                .get(&profile.exec_auth.arch)
+                .map(|d| d.to_ascii_lowercase()),
+        };
+        if exec_auth_sha256.is_none() {
+            warnings.push(format!(
+                "the exec-auth plugin {} ({}) is not pinned by sha256: the init container installs whatever {archive_url} serves; pin it with --exec-auth-sha256 or execAuth.sha256.{} in the profile",
+                profile.exec_auth.version, profile.exec_auth.arch, profile.exec_auth.arch
+            ));
+        }
+        let oidc_host = format!("{}.{}", profile.ztwim.oidc_host_prefix, inputs.app_domain);
+        let identities = ArgoIdentities::new(profile, &trust_domain, &gitops_namespace);
+        let values = BootstrapValues {
+            jwt_issuer: format!("https://{oidc_host}"),
+            oidc_host,
+            argocd_server_host: format!(
+                "{}.{}",
+                profile.gitops.server_host_prefix, inputs.app_domain
+            ),
+            app_domain: inputs.app_domain.clone(),
+            trust_domain,
+            cluster_name,
+            ztwim_channel: inputs.ztwim_channel.clone(),
+            gitops_channel: profile
+                .gitops
+                .operator
+                .channel
+                .clone()
+                .unwrap_or_else(|| "latest".into()),
+            gitops_namespace,
+            exec_auth_archive_url: archive_url,
+            exec_auth_sha256,
+            identities,
+        };
+        Ok((values, warnings))
+    }
+}
+
+/// What the spoke workflow needs to know, from flags or from the two clusters.
+#[derive(Debug, Clone)]
+pub struct SpokeInputs {
+    pub spoke_name: String,
+    pub spoke_server: String,
+    /// PEM of the spoke API server's CA; `None` only with `insecure_skip_tls_verify`.
+    pub spoke_ca_pem: Option<String>,
+    pub insecure_skip_tls_verify: bool,
+    pub trust_domain: String,
+    pub issuer_url: String,
+    /// PEM of the CA that signs the issuer's certificate, when it is not publicly trusted.
+    pub issuer_ca_pem: Option<String>,
+    pub spoke_version: MinorVersion,
+    pub audience: Option<String>,
+    pub rbac: Option<RbacMode>,
+    pub gitops_namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SpokeValues {
+    pub spoke_name: String,
+    pub spoke_server: String,
+    pub spoke_ca_pem: Option<String>,
+    pub insecure_skip_tls_verify: bool,
+    pub trust_domain: String,
+    pub issuer_url: String,
+    pub issuer_ca_pem: Option<String>,
+    pub spoke_version: MinorVersion,
+    pub needs_feature_gate: bool,
+    pub audience: String,
+    pub rbac: RbacMode,
+    pub gitops_namespace: String,
+    pub identities: ArgoIdentities,
+    /// The SPIFFE IDs bound on the spoke: the Argo CD server and application controller.
+    pub spiffe_ids: Vec<String>,
+}
+
+impl SpokeValues {
+    pub fn resolve(
+        profile: &Profile,
+        inputs: &SpokeInputs,
+    ) -> anyhow::Result<(SpokeValues, Vec<String>)> {
+        let bad = |r: Result<(), String>| r.map_err(error::input);
+        let mut warnings = Vec::new();
+        bad(validate::dns1123_label("--spoke-name", &inputs.spoke_name))?;
+        let spoke_server = validate::https_url("--spoke-server", &inputs.spoke_server, false)
+            .map_err(error::input)?;
+        bad(validate::trust_domain(
+            "--trust-domain",
+            &inputs.trust_domain,
+        ))?;
+        let issuer_url =
+            validate::https_url("--issuer-url", &inputs.issuer_url, true).map_err(error::input)?;
+        let gitops_namespace = inputs
+            .gitops_namespace
+            .clone()
+            .unwrap_or_else(|| profile.gitops.namespace.clone());
+        bad(validate::dns1123_label(
+            "--gitops-namespace",
+            &gitops_namespace,
+        ))?;
+        let audience = inputs
+            .audience
+            .clone()
+            .unwrap_or_else(|| profile.spoke.audience.clone());
+        if audience.trim().is_empty()
+            || audience.contains(char::is_whitespace)
+            || audience.contains(',')
+        {
+            return Err(error::input(format!(
+                "--audience {audience:?}: an audience is one non-empty word without spaces or commas"
+            )));
+        }
+        match (&inputs.spoke_ca_pem, inputs.insecure_skip_tls_verify) {
+            (Some(_), true) => {
+                return Err(error::input(
+                    "--spoke-ca-file and --insecure-skip-tls-verify exclude each other; keep --spoke-ca-file",
+                ));
+            }
+            (None, false) => {
+                return Err(error::input(
+                    "the spoke API server's CA is missing: give --spoke-ca-file (or, not for production, --insecure-skip-tls-verify)",
+                ));
+            }
+            (None, true) => warnings.push(format!(
+                "--insecure-skip-tls-verify: Argo CD will not verify {spoke_server}'s certificate; anyone on the path can impersonate the spoke. Use --spoke-ca-file in production"
+            )),
+            (Some(_), false) => {}
+        }
+        if inputs.spoke_version < profile.spoke.min_version {
+            return Err(error::input(format!(
+                "--spoke-version {}: external OIDC authentication needs OpenShift {} or later",
+                inputs.spoke_version, profile.spoke.min_version
+            )));
+        }
+        let identities = ArgoIdentities::new(profile, &inputs.trust_domain, &gitops_namespace);
+        let values = SpokeValues {
+            spoke_name: inputs.spoke_name.clone(),
+            spoke_server,
+            spoke_ca_pem: inputs.spoke_ca_pem.clone(),
+            insecure_skip_tls_verify: inputs.insecure_skip_tls_verify,
+            trust_domain: inputs.trust_domain.clone(),
+            issuer_url,
+            issuer_ca_pem: inputs.issuer_ca_pem.clone(),
+            spoke_version: inputs.spoke_version,
+            needs_feature_gate: inputs.spoke_version < profile.spoke.external_oidc_ga_version,
+            audience,
+            rbac: inputs.rbac.unwrap_or(profile.spoke.rbac),
+            gitops_namespace,
+            spiffe_ids: vec![identities.server.clone(), identities.controller.clone()],
+            identities,
+        };
+        if values.needs_feature_gate {
+            warnings.push(format!(
+                "spoke version {} is below {}: the plan sets FeatureGate cluster to TechPreviewNoUpgrade, which is IRREVERSIBLE and blocks upgrades of {}",
+                values.spoke_version, profile.spoke.external_oidc_ga_version, values.spoke_name
+            ));
+        }
+        Ok((values, warnings))
+    }
+}
