@@ -5,7 +5,9 @@ use clap_complete::Shell;
 
 use crate::output::Printer;
 
-/// Print a shell completion script (e.g. `ztwim-hub completions bash > /etc/bash_completion.d/ztwim-hub`).
+/// Print a shell completion script.
+///
+/// For example: ztwim-hub completions bash > /etc/bash_completion.d/ztwim-hub
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
     /// The shell to complete for.

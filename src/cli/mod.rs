@@ -46,7 +46,7 @@ pub struct GlobalArgs {
     /// More detail on stderr (-v, -vv).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
-    /// Only warnings and errors on stderr.
+    /// Only errors on stderr (no progress, no warnings).
     #[arg(short, long, global = true)]
     pub quiet: bool,
     /// No colours (also when NO_COLOR is set or stderr is not a terminal).

@@ -137,12 +137,8 @@ impl Plan {
                 written.push(path);
                 resources.push(file);
             }
-            let kustomization = json!({
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
-                "resources": resources,
-            });
             let path = cluster_dir.join("kustomization.yaml");
+            let kustomization = merge_kustomization(&path, resources)?;
             std::fs::write(
                 &path,
                 format!(
@@ -155,6 +151,51 @@ impl Plan {
         }
         Ok(written)
     }
+}
+
+/// The kustomization for `resources`: a new one, or the existing one at `path` with the resources it
+/// lacks appended (so `render add-spoke --output-dir` adds the spoke's cluster Secret to the hub's
+/// directory without dropping what `render bootstrap` wrote there).
+fn merge_kustomization(path: &Path, resources: Vec<String>) -> Result<Value> {
+    let mut kustomization = json!({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [],
+    });
+    if path.exists() {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let existing: Value = serde_saphyr::from_str(&text).map_err(|e| {
+            error::input(format!(
+                "--output-dir: {} is not a kustomization ({e})",
+                path.display()
+            ))
+        })?;
+        if existing.get("kind").and_then(Value::as_str) != Some("Kustomization") {
+            return Err(error::input(format!(
+                "--output-dir: {} exists but is not a Kustomization; choose another directory",
+                path.display()
+            )));
+        }
+        kustomization = existing;
+    }
+    let list = kustomization
+        .as_object_mut()
+        .expect("a Kustomization is a mapping")
+        .entry("resources")
+        .or_insert_with(|| json!([]));
+    let Value::Array(list) = list else {
+        return Err(error::input(format!(
+            "--output-dir: {}: resources is not a list",
+            path.display()
+        )));
+    };
+    for resource in resources {
+        if !list.iter().any(|r| r.as_str() == Some(resource.as_str())) {
+            list.push(Value::String(resource));
+        }
+    }
+    Ok(kustomization)
 }
 
 pub fn to_yaml(value: &Value) -> Result<String> {
