@@ -1,2 +1,22 @@
 //! kubesim: simulated Kubernetes/OpenShift API servers for ztwim-hub's tests.
+//!
+//! Start clusters with [`Sim::start`], point clients at [`Sim::write_kubeconfig`], inspect and
+//! mutate state through [`ClusterHandle`], inject [`Fault`]s. See `docs/testing.md`.
+pub mod apply;
+pub mod auth;
+pub mod cluster;
+pub mod controllers;
+pub mod exec;
+pub mod faults;
+pub mod proxy;
+pub mod registry;
 pub mod schema;
+pub mod selectors;
+pub mod server;
+pub mod sim;
+pub mod tls;
+
+pub use cluster::Counters;
+pub use exec::{ExecRequest, ExecResult};
+pub use faults::{Fault, Matcher};
+pub use sim::{ClusterHandle, KubeUser, Profile, Sim, SimConfig};
