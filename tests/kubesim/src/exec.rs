@@ -185,7 +185,12 @@ pub async fn serve_session<S>(
             return;
         }
     }
-    let _ = ws.close(None).await;
+    let _ = ws
+        .close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+            reason: "".into(),
+        }))
+        .await;
     // Drain until the client closes too.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
         while let Some(Ok(_)) = ws.next().await {}
