@@ -805,6 +805,12 @@ impl Store {
                 m.remove("status");
             }
         }
+        let warnings = if opts.actor == Actor::Api {
+            Self::validate(rt, &mut obj, opts.field_validation)?
+        } else {
+            Self::builtin_checks(rt, &obj)?;
+            Vec::new()
+        };
         if opts.actor == Actor::Api && !keep_managed && read_managed_is_empty(&obj) {
             apply::record_update(
                 None,
@@ -815,12 +821,6 @@ impl Store {
                 None,
             );
         }
-        let warnings = if opts.actor == Actor::Api {
-            Self::validate(rt, &mut obj, opts.field_validation)?
-        } else {
-            Self::builtin_checks(rt, &obj)?;
-            Vec::new()
-        };
         self.on_create_defaults(rt, &mut obj);
         if opts.dry_run {
             return Ok(WriteOutcome {
@@ -1003,6 +1003,11 @@ impl Store {
             obj["metadata"]["generation"] = json!(generation + 1);
         }
         let now = now_rfc3339();
+        let warnings = if opts.actor == Actor::Api {
+            Self::validate(rt, &mut obj, opts.field_validation)?
+        } else {
+            Vec::new()
+        };
         if record_manager && opts.actor == Actor::Api {
             apply::record_update(
                 Some(&old),
@@ -1013,11 +1018,6 @@ impl Store {
                 subresource,
             );
         }
-        let warnings = if opts.actor == Actor::Api {
-            Self::validate(rt, &mut obj, opts.field_validation)?
-        } else {
-            Vec::new()
-        };
         if comparable(&obj)
             == comparable(&{
                 let mut o = old.clone();
