@@ -127,8 +127,10 @@ fn subject_matches(subject: &Value, id: &Identity, binding_ns: &str) -> bool {
 }
 
 fn contains(list: &Value, want: &str) -> bool {
-    list.as_array()
-        .is_some_and(|l| l.iter().any(|v| v.as_str() == Some("*") || v.as_str() == Some(want)))
+    list.as_array().is_some_and(|l| {
+        l.iter()
+            .any(|v| v.as_str() == Some("*") || v.as_str() == Some(want))
+    })
 }
 
 fn rule_allows(rule: &Value, a: &Attributes) -> bool {
@@ -194,7 +196,10 @@ fn cluster_role_rules(
                 continue;
             }
             for r in roles.iter().filter(|r| sel.matches(r)) {
-                let n = r["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                let n = r["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
                 cluster_role_rules(roles, &n, seen, out);
             }
         }
@@ -211,7 +216,12 @@ pub fn authorize(store: &Store, id: &Identity, a: &Attributes) -> bool {
         reg.get("rbac.authorization.k8s.io", "v1", plural)
             .map(|rt| {
                 store
-                    .list(&rt, ns, &LabelSelector::default(), &FieldSelector::default())
+                    .list(
+                        &rt,
+                        ns,
+                        &LabelSelector::default(),
+                        &FieldSelector::default(),
+                    )
                     .0
             })
             .unwrap_or_default()
@@ -221,7 +231,9 @@ pub fn authorize(store: &Store, id: &Identity, a: &Attributes) -> bool {
         let name = role_ref["name"].as_str().unwrap_or_default();
         let mut rules = Vec::new();
         match role_ref["kind"].as_str().unwrap_or_default() {
-            "ClusterRole" => cluster_role_rules(&cluster_roles, name, &mut BTreeSet::new(), &mut rules),
+            "ClusterRole" => {
+                cluster_role_rules(&cluster_roles, name, &mut BTreeSet::new(), &mut rules)
+            }
             "Role" => {
                 if let Some(r) = list("roles", Some(ns))
                     .into_iter()
@@ -236,8 +248,7 @@ pub fn authorize(store: &Store, id: &Identity, a: &Attributes) -> bool {
     };
     for b in list("clusterrolebindings", None) {
         let subjects = b["subjects"].as_array().cloned().unwrap_or_default();
-        if subjects.iter().any(|s| subject_matches(s, id, "")) && allowed_by(&b["roleRef"], "")
-        {
+        if subjects.iter().any(|s| subject_matches(s, id, "")) && allowed_by(&b["roleRef"], "") {
             return true;
         }
     }
@@ -286,7 +297,11 @@ pub fn default_rbac() -> Vec<Value> {
                 {"nonResourceURLs": ["*"], "verbs": ["*"]}
             ]),
         ),
-        aggregated("admin", json!({"kubernetes.io/bootstrapping": "rbac-defaults"}), "rbac.authorization.k8s.io/aggregate-to-admin"),
+        aggregated(
+            "admin",
+            json!({"kubernetes.io/bootstrapping": "rbac-defaults"}),
+            "rbac.authorization.k8s.io/aggregate-to-admin",
+        ),
         aggregated(
             "edit",
             json!({"kubernetes.io/bootstrapping": "rbac-defaults", "rbac.authorization.k8s.io/aggregate-to-admin": "true"}),
@@ -346,12 +361,28 @@ pub fn default_rbac() -> Vec<Value> {
             json!({"kubernetes.io/bootstrapping": "rbac-defaults"}),
             json!([{"nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/", "/.well-known/openid-configuration", "/openid/v1/jwks"], "verbs": ["get"]}]),
         ),
-        crb("cluster-admin", "cluster-admin", json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:masters"}])),
-        crb("system:discovery", "system:discovery", json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"}])),
-        crb("system:basic-user", "system:basic-user", json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"}])),
-        crb("system:public-info-viewer", "system:public-info-viewer", json!([
-            {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"},
-            {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:unauthenticated"}
-        ])),
+        crb(
+            "cluster-admin",
+            "cluster-admin",
+            json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:masters"}]),
+        ),
+        crb(
+            "system:discovery",
+            "system:discovery",
+            json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"}]),
+        ),
+        crb(
+            "system:basic-user",
+            "system:basic-user",
+            json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"}]),
+        ),
+        crb(
+            "system:public-info-viewer",
+            "system:public-info-viewer",
+            json!([
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"},
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:unauthenticated"}
+            ]),
+        ),
     ]
 }

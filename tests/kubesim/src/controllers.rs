@@ -22,7 +22,12 @@ pub trait Controller: Send + Sync + 'static {
 }
 
 /// Run `controller` on `cluster` until the runtime stops.
-pub(crate) fn spawn(rt: &tokio::runtime::Handle, cluster: ClusterHandle, controller: Arc<dyn Controller>, delay: Duration) {
+pub(crate) fn spawn(
+    rt: &tokio::runtime::Handle,
+    cluster: ClusterHandle,
+    controller: Arc<dyn Controller>,
+    delay: Duration,
+) {
     rt.spawn(async move {
         let store = &cluster.core().store;
         let mut notify = store.subscribe();
@@ -39,7 +44,11 @@ pub(crate) fn spawn(rt: &tokio::runtime::Handle, cluster: ClusterHandle, control
                 last = ev.rv;
                 let due = tokio::time::Instant::from_std(ev.at + delay);
                 tokio::time::sleep_until(due).await;
-                if cluster.core().faults.controller_never_ready(controller.name()) {
+                if cluster
+                    .core()
+                    .faults
+                    .controller_never_ready(controller.name())
+                {
                     continue;
                 }
                 let c = controller.clone();
@@ -62,13 +71,24 @@ impl Controller for CrdEstablishing {
         "crd-establishing"
     }
     fn handle(&self, cluster: &ClusterHandle, event: &Event) {
-        if event.storage_key != "apiextensions.k8s.io/customresourcedefinitions" || event.event_type == EventType::Deleted {
+        if event.storage_key != "apiextensions.k8s.io/customresourcedefinitions"
+            || event.event_type == EventType::Deleted
+        {
             return;
         }
-        let Some(mut crd) = cluster.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", None, event.name()) else {
+        let Some(mut crd) = cluster.get(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            None,
+            event.name(),
+        ) else {
             return;
         };
-        if crd.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) || is_established(&crd) {
+        if crd
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null())
+            || is_established(&crd)
+        {
             return;
         }
         let names = crd.pointer("/spec/names").cloned().unwrap_or(json!({}));
@@ -85,5 +105,8 @@ impl Controller for CrdEstablishing {
 pub fn is_established(crd: &Value) -> bool {
     crd.pointer("/status/conditions")
         .and_then(Value::as_array)
-        .is_some_and(|c| c.iter().any(|c| c["type"] == "Established" && c["status"] == "True"))
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Established" && c["status"] == "True")
+        })
 }

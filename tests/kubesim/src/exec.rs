@@ -30,14 +30,25 @@ pub struct ExecResult {
 
 impl ExecResult {
     pub fn ok(stdout: impl Into<Vec<u8>>) -> Self {
-        Self { stdout: stdout.into(), stderr: Vec::new(), exit_code: 0 }
+        Self {
+            stdout: stdout.into(),
+            stderr: Vec::new(),
+            exit_code: 0,
+        }
     }
     pub fn failed(exit_code: i32, stderr: impl Into<Vec<u8>>) -> Self {
-        Self { stdout: Vec::new(), stderr: stderr.into(), exit_code }
+        Self {
+            stdout: Vec::new(),
+            stderr: stderr.into(),
+            exit_code,
+        }
     }
     /// What a shell answers for an unknown program (exit 127).
     pub fn not_found(program: &str) -> Self {
-        Self::failed(127, format!("exec: \"{program}\": executable file not found in $PATH\n"))
+        Self::failed(
+            127,
+            format!("exec: \"{program}\": executable file not found in $PATH\n"),
+        )
     }
 }
 

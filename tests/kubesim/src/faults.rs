@@ -36,7 +36,14 @@ impl Matcher {
         self
     }
     /// Whether a request matches. `group` is empty for the core group.
-    pub fn matches(&self, verb: &str, group: &str, resource: &str, subresource: &str, namespace: &str) -> bool {
+    pub fn matches(
+        &self,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        subresource: &str,
+        namespace: &str,
+    ) -> bool {
         let verb_ok = self.verbs.is_empty() || self.verbs.iter().any(|v| v == "*" || v == verb);
         let with_sub = if subresource.is_empty() {
             resource.to_string()
@@ -73,7 +80,10 @@ pub enum Fault {
     /// Extra latency before matching requests are handled.
     Latency { matcher: Matcher, delay: Duration },
     /// Close matching watch streams after `after_events` events.
-    WatchCut { matcher: Matcher, after_events: usize },
+    WatchCut {
+        matcher: Matcher,
+        after_events: usize,
+    },
     /// The named controller never acts (part 1 has `crd-establishing`: CRDs never become Established).
     ControllerNeverReady { controller: String },
     /// Exec sessions in matching pods never finish (no output, no status).
@@ -92,7 +102,11 @@ impl Fault {
             matcher,
             probability: 1.0,
             seed: 0,
-            retry_after_seconds: if matches!(status, 429 | 503) { Some(1) } else { None },
+            retry_after_seconds: if matches!(status, 429 | 503) {
+                Some(1)
+            } else {
+                None
+            },
             times: None,
         }
     }
@@ -125,9 +139,14 @@ impl Fault {
             matcher.resources = r.split('|').map(str::to_string).collect();
         }
         matcher.namespace = kv.remove("namespace").filter(|_| kind != "exec-hang");
-        let num = |kv: &mut std::collections::BTreeMap<String, String>, k: &str| -> Result<Option<u64>, String> {
+        let num = |kv: &mut std::collections::BTreeMap<String, String>,
+                   k: &str|
+         -> Result<Option<u64>, String> {
             kv.remove(k)
-                .map(|v| v.parse::<u64>().map_err(|e| format!("fault {spec:?}: {k}: {e}")))
+                .map(|v| {
+                    v.parse::<u64>()
+                        .map_err(|e| format!("fault {spec:?}: {k}: {e}"))
+                })
                 .transpose()
         };
         let fault = match kind {
@@ -135,11 +154,17 @@ impl Fault {
                 let status = num(&mut kv, "status")?.unwrap_or(500) as u16;
                 let probability = kv
                     .remove("p")
-                    .map(|p| p.parse::<f64>().map_err(|e| format!("fault {spec:?}: p: {e}")))
+                    .map(|p| {
+                        p.parse::<f64>()
+                            .map_err(|e| format!("fault {spec:?}: p: {e}"))
+                    })
                     .transpose()?
                     .unwrap_or(1.0);
-                let retry = num(&mut kv, "retry-after")?
-                    .or(if matches!(status, 429 | 503) { Some(1) } else { None });
+                let retry = num(&mut kv, "retry-after")?.or(if matches!(status, 429 | 503) {
+                    Some(1)
+                } else {
+                    None
+                });
                 Fault::Http {
                     status,
                     matcher,
@@ -212,10 +237,25 @@ impl Faults {
     }
 
     /// The HTTP error to inject for a request, if any (draws from the seeded generators).
-    pub fn http_error(&self, verb: &str, group: &str, resource: &str, sub: &str, ns: &str) -> Option<InjectedError> {
+    pub fn http_error(
+        &self,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        sub: &str,
+        ns: &str,
+    ) -> Option<InjectedError> {
         let mut active = self.active.lock().unwrap();
         for a in active.iter_mut() {
-            if let Fault::Http { status, matcher, probability, retry_after_seconds, times, .. } = &a.fault {
+            if let Fault::Http {
+                status,
+                matcher,
+                probability,
+                retry_after_seconds,
+                times,
+                ..
+            } = &a.fault
+            {
                 if !matcher.matches(verb, group, resource, sub, ns) {
                     continue;
                 }
@@ -225,20 +265,34 @@ impl Faults {
                 let draw: f64 = a.rng.random();
                 if draw < *probability {
                     a.fired += 1;
-                    return Some(InjectedError { status: *status, retry_after_seconds: *retry_after_seconds });
+                    return Some(InjectedError {
+                        status: *status,
+                        retry_after_seconds: *retry_after_seconds,
+                    });
                 }
             }
         }
         None
     }
 
-    pub fn latency(&self, verb: &str, group: &str, resource: &str, sub: &str, ns: &str) -> Duration {
+    pub fn latency(
+        &self,
+        verb: &str,
+        group: &str,
+        resource: &str,
+        sub: &str,
+        ns: &str,
+    ) -> Duration {
         self.active
             .lock()
             .unwrap()
             .iter()
             .filter_map(|a| match &a.fault {
-                Fault::Latency { matcher, delay } if matcher.matches(verb, group, resource, sub, ns) => Some(*delay),
+                Fault::Latency { matcher, delay }
+                    if matcher.matches(verb, group, resource, sub, ns) =>
+                {
+                    Some(*delay)
+                }
                 _ => None,
             })
             .sum()
@@ -250,9 +304,10 @@ impl Faults {
             .unwrap()
             .iter()
             .filter_map(|a| match &a.fault {
-                Fault::WatchCut { matcher, after_events } if matcher.matches("watch", group, resource, "", ns) => {
-                    Some(*after_events)
-                }
+                Fault::WatchCut {
+                    matcher,
+                    after_events,
+                } if matcher.matches("watch", group, resource, "", ns) => Some(*after_events),
                 _ => None,
             })
             .min()
@@ -266,7 +321,11 @@ impl Faults {
 
     pub fn exec_hangs(&self, ns: &str, pod: &str, container: &str) -> bool {
         self.active.lock().unwrap().iter().any(|a| match &a.fault {
-            Fault::ExecHang { namespace, pod: p, container: c } => {
+            Fault::ExecHang {
+                namespace,
+                pod: p,
+                container: c,
+            } => {
                 namespace.as_deref().is_none_or(|n| n == ns)
                     && p.as_deref().is_none_or(|n| n == pod)
                     && c.as_deref().is_none_or(|n| n == container)
@@ -282,11 +341,24 @@ mod tests {
 
     #[test]
     fn parse_specs() {
-        let (f, c) = Fault::parse("http:status=503,verb=create|patch,resource=configmaps,p=0.5,seed=7,cluster=hub").unwrap();
+        let (f, c) = Fault::parse(
+            "http:status=503,verb=create|patch,resource=configmaps,p=0.5,seed=7,cluster=hub",
+        )
+        .unwrap();
         assert_eq!(c.as_deref(), Some("hub"));
         match f {
-            Fault::Http { status, matcher, probability, seed, retry_after_seconds, .. } => {
-                assert_eq!((status, probability, seed, retry_after_seconds), (503, 0.5, 7, Some(1)));
+            Fault::Http {
+                status,
+                matcher,
+                probability,
+                seed,
+                retry_after_seconds,
+                ..
+            } => {
+                assert_eq!(
+                    (status, probability, seed, retry_after_seconds),
+                    (503, 0.5, 7, Some(1))
+                );
                 assert!(matcher.matches("patch", "", "configmaps", "", "x"));
                 assert!(!matcher.matches("get", "", "configmaps", "", "x"));
             }
@@ -294,7 +366,13 @@ mod tests {
         }
         assert!(Fault::parse("nope:x=1").is_err());
         assert!(Fault::parse("http:bogus=1").is_err());
-        assert!(matches!(Fault::parse("watch-cut:after=3").unwrap().0, Fault::WatchCut { after_events: 3, .. }));
+        assert!(matches!(
+            Fault::parse("watch-cut:after=3").unwrap().0,
+            Fault::WatchCut {
+                after_events: 3,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -309,7 +387,13 @@ mod tests {
                 retry_after_seconds: None,
                 times: None,
             });
-            (0..64).map(|_| faults.http_error("get", "", "pods", "", "default").is_some()).collect::<Vec<_>>()
+            (0..64)
+                .map(|_| {
+                    faults
+                        .http_error("get", "", "pods", "", "default")
+                        .is_some()
+                })
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(42), run(42));
         assert_ne!(run(42), run(43));

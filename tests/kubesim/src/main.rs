@@ -7,7 +7,10 @@ use clap::Parser;
 use kubesim::{Fault, Profile, Sim, SimConfig};
 
 #[derive(Parser, Debug)]
-#[command(name = "kubesim", about = "Simulated Kubernetes/OpenShift API servers for ztwim-hub's tests")]
+#[command(
+    name = "kubesim",
+    about = "Simulated Kubernetes/OpenShift API servers for ztwim-hub's tests"
+)]
 struct Args {
     /// Where to write the kubeconfig (one admin context per cluster).
     #[arg(long)]
@@ -53,7 +56,12 @@ fn main() -> anyhow::Result<()> {
         kubesim::sim::write_private(env, &sim.env_file())?;
     }
     for c in sim.clusters() {
-        eprintln!("kubesim: cluster {} ({}) at {}", c.name(), c.profile(), c.server_url());
+        eprintln!(
+            "kubesim: cluster {} ({}) at {}",
+            c.name(),
+            c.profile(),
+            c.server_url()
+        );
     }
     println!("ready");
     let interval = Duration::from_millis(args.counters_interval_ms.max(50));
@@ -81,6 +89,17 @@ fn main() -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })?;
+    for c in sim.clusters() {
+        let now = c.counters();
+        eprintln!(
+            "kubesim: counters cluster={} mutating_requests={} stored_changes={} dry_run_requests={} internal_changes={}",
+            c.name(),
+            now.mutating_requests,
+            now.stored_changes,
+            now.dry_run_requests,
+            now.internal_changes
+        );
+    }
     eprintln!("kubesim: stopping");
     Ok(())
 }

@@ -16,17 +16,29 @@ pub struct Routes(RwLock<HashMap<String, SocketAddr>>);
 
 impl Routes {
     pub fn add(&self, host_port: &str, backend: SocketAddr) {
-        assert!(backend.ip().is_loopback(), "kubesim routes only to loopback backends");
-        self.0.write().unwrap().insert(host_port.to_ascii_lowercase(), backend);
+        assert!(
+            backend.ip().is_loopback(),
+            "kubesim routes only to loopback backends"
+        );
+        self.0
+            .write()
+            .unwrap()
+            .insert(host_port.to_ascii_lowercase(), backend);
     }
     pub fn get(&self, host_port: &str) -> Option<SocketAddr> {
-        self.0.read().unwrap().get(&host_port.to_ascii_lowercase()).copied()
+        self.0
+            .read()
+            .unwrap()
+            .get(&host_port.to_ascii_lowercase())
+            .copied()
     }
 }
 
 pub async fn serve(listener: TcpListener, routes: Arc<Routes>) {
     loop {
-        let Ok((mut client, _)) = listener.accept().await else { continue };
+        let Ok((mut client, _)) = listener.accept().await else {
+            continue;
+        };
         let routes = routes.clone();
         tokio::spawn(async move {
             let mut head = Vec::new();
@@ -42,23 +54,40 @@ pub async fn serve(listener: TcpListener, routes: Arc<Routes>) {
             }
             let text = String::from_utf8_lossy(&head).to_string();
             let mut parts = text.lines().next().unwrap_or_default().split_whitespace();
-            let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+            let (method, target) = (
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+            );
             if method != "CONNECT" {
-                let _ = client.write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n").await;
+                let _ = client
+                    .write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+                    .await;
                 return;
             }
             let Some(backend) = routes.get(target) else {
                 let body = format!("kubesim proxy: no route to {target}\n");
                 let _ = client
-                    .write_all(format!("HTTP/1.1 502 Bad Gateway\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes())
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 502 Bad Gateway\r\nContent-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    )
                     .await;
                 return;
             };
             let Ok(mut upstream) = TcpStream::connect(backend).await else {
-                let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n").await;
+                let _ = client
+                    .write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+                    .await;
                 return;
             };
-            if client.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").await.is_err() {
+            if client
+                .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                .await
+                .is_err()
+            {
                 return;
             }
             let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;

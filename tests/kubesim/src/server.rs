@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::auth::{Attributes, Authenticators, Identity, authorize};
-use crate::cluster::{ApiError, EventType, FieldValidation, Store, WriteOptions, Actor};
+use crate::cluster::{Actor, ApiError, EventType, FieldValidation, Store, WriteOptions};
 use crate::exec::{ExecRequest, ExecTable};
 use crate::faults::Faults;
 use crate::registry::{ResourceType, api_resource_json};
@@ -41,8 +41,10 @@ fn full(bytes: impl Into<Bytes>) -> Body {
 fn json_response(code: u16, v: &Value) -> Response<Body> {
     let mut r = Response::new(full(serde_json::to_vec(v).unwrap_or_default()));
     *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -76,7 +78,11 @@ enum Route {
 }
 
 fn route(store: &Store, path: &str) -> Route {
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
     let (group, version, rest) = match segs.as_slice() {
         ["api", v, rest @ ..] if !rest.is_empty() => ("", *v, rest),
         ["apis", g, v, rest @ ..] if !rest.is_empty() => (*g, *v, rest),
@@ -84,7 +90,11 @@ fn route(store: &Store, path: &str) -> Route {
     };
     let reg = store.registry();
     let (namespace, rest) = match rest {
-        ["namespaces", ns, plural, tail @ ..] if reg.get(group, version, plural).is_some_and(|t| t.namespaced) => {
+        ["namespaces", ns, plural, tail @ ..]
+            if reg
+                .get(group, version, plural)
+                .is_some_and(|t| t.namespaced) =>
+        {
             (Some(ns.to_string()), {
                 let mut v = vec![*plural];
                 v.extend_from_slice(tail);
@@ -127,8 +137,16 @@ fn forbidden(id: &Identity, verb: &str, a: &Attributes) -> ApiError {
         } else {
             format!("{}/{}", a.resource, a.subresource)
         };
-        let what = if a.api_group.is_empty() { a.resource.clone() } else { format!("{}.{}", a.resource, a.api_group) };
-        let named = if a.name.is_empty() { String::new() } else { format!(" \"{}\"", a.name) };
+        let what = if a.api_group.is_empty() {
+            a.resource.clone()
+        } else {
+            format!("{}.{}", a.resource, a.api_group)
+        };
+        let named = if a.name.is_empty() {
+            String::new()
+        } else {
+            format!(" \"{}\"", a.name)
+        };
         let scope = if a.namespace.is_empty() {
             "at the cluster scope".to_string()
         } else {
@@ -139,7 +157,10 @@ fn forbidden(id: &Identity, verb: &str, a: &Attributes) -> ApiError {
             id.user, a.api_group
         )
     } else {
-        format!("forbidden: User \"{}\" cannot {verb} path \"{}\"", id.user, a.path)
+        format!(
+            "forbidden: User \"{}\" cannot {verb} path \"{}\"",
+            id.user, a.path
+        )
     };
     ApiError::new(403, "Forbidden", msg)
 }
@@ -182,11 +203,19 @@ pub async fn serve(core: Arc<ClusterCore>, listener: TcpListener, tls: Arc<rustl
     }
 }
 
-fn authenticate(core: &ClusterCore, peer: Option<Identity>, req: &Request<Incoming>) -> Result<Identity, ApiError> {
+fn authenticate(
+    core: &ClusterCore,
+    peer: Option<Identity>,
+    req: &Request<Incoming>,
+) -> Result<Identity, ApiError> {
     if let Some(id) = peer {
         return Ok(id.authenticated());
     }
-    if let Some(auth) = req.headers().get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()) {
+    if let Some(auth) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+    {
         if let Some(token) = auth.strip_prefix("Bearer ").map(str::trim) {
             return core
                 .auth
@@ -199,7 +228,11 @@ fn authenticate(core: &ClusterCore, peer: Option<Identity>, req: &Request<Incomi
     Ok(Identity::anonymous())
 }
 
-async fn handle(core: Arc<ClusterCore>, peer: Option<Identity>, req: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    core: Arc<ClusterCore>,
+    peer: Option<Identity>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let id = match authenticate(&core, peer, &req) {
         Ok(id) => id,
         Err(e) => return error_response(&e),
@@ -233,39 +266,76 @@ async fn handle(core: Arc<ClusterCore>, peer: Option<Identity>, req: Request<Inc
                 Method::DELETE => "delete",
                 _ => "unknown",
             };
-            (verb, Attributes { verb: verb.to_string(), path: path.clone(), ..Default::default() })
+            (
+                verb,
+                Attributes {
+                    verb: verb.to_string(),
+                    path: path.clone(),
+                    ..Default::default()
+                },
+            )
         }
     };
-    let mutating = matches!(verb, "create" | "update" | "patch" | "delete" | "deletecollection");
+    let mutating = matches!(
+        verb,
+        "create" | "update" | "patch" | "delete" | "deletecollection"
+    );
     if let Route::Resource(rp) = &route {
         if mutating && !rp.rt.is_review() {
             let dry = q.get("dryRun").is_some_and(|d| d == "All");
-            let c = if dry { &core.store.counters.dry_run_requests } else { &core.store.counters.mutating_requests };
+            let c = if dry {
+                &core.store.counters.dry_run_requests
+            } else {
+                &core.store.counters.mutating_requests
+            };
             c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
     } else if let Route::UnknownResource(_) = &route {
-        if matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE) {
-            core.store.counters.mutating_requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if matches!(
+            *req.method(),
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        ) {
+            core.store
+                .counters
+                .mutating_requests
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
     }
-    let delay = core.faults.latency(verb, &attrs.api_group, &attrs.resource, &attrs.subresource, &attrs.namespace);
+    let delay = core.faults.latency(
+        verb,
+        &attrs.api_group,
+        &attrs.resource,
+        &attrs.subresource,
+        &attrs.namespace,
+    );
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    if let Some(inj) = core.faults.http_error(verb, &attrs.api_group, &attrs.resource, &attrs.subresource, &attrs.namespace) {
+    if let Some(inj) = core.faults.http_error(
+        verb,
+        &attrs.api_group,
+        &attrs.resource,
+        &attrs.subresource,
+        &attrs.namespace,
+    ) {
         let reason = match inj.status {
             429 => "TooManyRequests",
             503 => "ServiceUnavailable",
             500 => "InternalError",
             _ => "InternalError",
         };
-        let mut e = ApiError::new(inj.status, reason, format!("kubesim injected fault: HTTP {}", inj.status));
+        let mut e = ApiError::new(
+            inj.status,
+            reason,
+            format!("kubesim injected fault: HTTP {}", inj.status),
+        );
         if let Some(s) = inj.retry_after_seconds {
             e.details = Some(json!({"retryAfterSeconds": s}));
         }
         let mut r = error_response(&e);
         if let Some(s) = inj.retry_after_seconds {
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         return r;
     }
@@ -310,6 +380,16 @@ async fn read_body(req: Request<Incoming>) -> Result<(String, Bytes), ApiError> 
 }
 
 fn parse_json_body(ct: &str, bytes: &[u8]) -> Result<Value, ApiError> {
+    if ct.starts_with("application/vnd.kubernetes.protobuf") {
+        // client-go falls back to JSON on 415.
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {ct})"
+            ),
+        ));
+    }
     if ct.starts_with("application/apply-patch+yaml") || ct.starts_with("application/yaml") {
         let text = std::str::from_utf8(bytes).map_err(|e| ApiError::bad_request(e.to_string()))?;
         return crate::schema::parse_yaml_documents(text)
@@ -318,7 +398,8 @@ fn parse_json_body(ct: &str, bytes: &[u8]) -> Result<Value, ApiError> {
             .next()
             .ok_or_else(|| ApiError::bad_request("empty body"));
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
 }
 
 fn write_options(id: &Identity, req_ua: &str, q: &Query) -> Result<WriteOptions, ApiError> {
@@ -335,11 +416,19 @@ fn write_options(id: &Identity, req_ua: &str, q: &Query) -> Result<WriteOptions,
     let dry_run = match q.get("dryRun").map(String::as_str) {
         None | Some("") => false,
         Some("All") => true,
-        Some(other) => return Err(ApiError::bad_request(format!("unsupported dryRun value {other:?}"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "unsupported dryRun value {other:?}"
+            )));
+        }
     };
     let manager = q.get("fieldManager").cloned().unwrap_or_else(|| {
         let ua = req_ua.split('/').next().unwrap_or_default();
-        if ua.is_empty() { id.user.clone() } else { ua.to_string() }
+        if ua.is_empty() {
+            id.user.clone()
+        } else {
+            ua.to_string()
+        }
     });
     Ok(WriteOptions {
         dry_run,
@@ -379,26 +468,48 @@ async fn resource(
             _ => false,
         };
         if !ok {
-            return Err(ApiError::new(404, "NotFound", format!("the server could not find the requested resource ({}/{s})", rt.plural)));
+            return Err(ApiError::new(
+                404,
+                "NotFound",
+                format!(
+                    "the server could not find the requested resource ({}/{s})",
+                    rt.plural
+                ),
+            ));
         }
     }
     if rt.namespaced && ns.is_none() && rp.name.is_some() {
-        return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
     }
     if sub == Some("exec") {
         return exec(core, &mut req, &rp, &q).await;
     }
     if rt.is_review() {
         if verb != "create" {
-            return Err(ApiError::method_not_allowed(format!("{} only supports create", rt.plural)));
+            return Err(ApiError::method_not_allowed(format!(
+                "{} only supports create",
+                rt.plural
+            )));
         }
         let (ct, bytes) = read_body(req).await?;
         return review(core, id, &rt, &ct, &bytes);
     }
-    let labels = LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or_default())
-        .map_err(ApiError::bad_request)?;
-    let fields = FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or_default())
-        .map_err(ApiError::bad_request)?;
+    let labels = LabelSelector::parse(
+        q.get("labelSelector")
+            .map(String::as_str)
+            .unwrap_or_default(),
+    )
+    .map_err(ApiError::bad_request)?;
+    let fields = FieldSelector::parse(
+        q.get("fieldSelector")
+            .map(String::as_str)
+            .unwrap_or_default(),
+    )
+    .map_err(ApiError::bad_request)?;
     let table = wants_table(&req);
     let ua = req
         .headers()
@@ -410,7 +521,15 @@ async fn resource(
         "get" => {
             let obj = store.get(&rt, ns, rp.name.as_deref().unwrap())?;
             if table {
-                return Ok(json_response(200, &to_table(&rt, std::slice::from_ref(&obj), &store.current_rv().to_string(), None)));
+                return Ok(json_response(
+                    200,
+                    &to_table(
+                        &rt,
+                        std::slice::from_ref(&obj),
+                        &store.current_rv().to_string(),
+                        None,
+                    ),
+                ));
             }
             Ok(json_response(200, &obj))
         }
@@ -430,7 +549,10 @@ async fn resource(
                 cont = Some((start + limit).to_string());
             }
             if table {
-                return Ok(json_response(200, &to_table(&rt, &items, &rv.to_string(), cont.as_deref())));
+                return Ok(json_response(
+                    200,
+                    &to_table(&rt, &items, &rv.to_string(), cont.as_deref()),
+                ));
             }
             let mut meta = json!({"resourceVersion": rv.to_string()});
             if let Some(c) = cont {
@@ -445,34 +567,54 @@ async fn resource(
         "watch" => {
             let mut fields = fields;
             if let Some(name) = &rp.name {
-                fields = FieldSelector::parse(&format!("metadata.name={name}")).map_err(ApiError::bad_request)?;
+                fields = FieldSelector::parse(&format!("metadata.name={name}"))
+                    .map_err(ApiError::bad_request)?;
             }
-            Ok(watch(core.clone(), rt, rp.namespace.clone(), labels, fields, &q, table))
+            Ok(watch(
+                core.clone(),
+                rt,
+                rp.namespace.clone(),
+                labels,
+                fields,
+                &q,
+                table,
+            ))
         }
         "create" => {
             let opts = write_options(id, &ua, &q)?;
             let (ct, bytes) = read_body(req).await?;
             let body = parse_json_body(&ct, &bytes)?;
             let out = store.create(&rt, ns, body, &opts)?;
-            Ok(with_warnings(json_response(201, &out.object), &out.warnings))
+            Ok(with_warnings(
+                json_response(201, &out.object),
+                &out.warnings,
+            ))
         }
         "update" => {
             let opts = write_options(id, &ua, &q)?;
             let (ct, bytes) = read_body(req).await?;
             let body = parse_json_body(&ct, &bytes)?;
             let out = store.update(&rt, ns, rp.name.as_deref().unwrap(), body, sub, &opts)?;
-            Ok(with_warnings(json_response(200, &out.object), &out.warnings))
+            Ok(with_warnings(
+                json_response(200, &out.object),
+                &out.warnings,
+            ))
         }
         "patch" => {
             let opts = write_options(id, &ua, &q)?;
             let (ct, bytes) = read_body(req).await?;
             let body = parse_json_body(&ct, &bytes)?;
             if ct.starts_with("application/apply-patch") && !q.contains_key("fieldManager") {
-                return Err(ApiError::bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"));
+                return Err(ApiError::bad_request(
+                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                ));
             }
             let out = store.patch(&rt, ns, rp.name.as_deref().unwrap(), &ct, &body, sub, &opts)?;
             let code = if out.created { 201 } else { 200 };
-            Ok(with_warnings(json_response(code, &out.object), &out.warnings))
+            Ok(with_warnings(
+                json_response(code, &out.object),
+                &out.warnings,
+            ))
         }
         "delete" => {
             let opts = write_options(id, &ua, &q)?;
@@ -496,7 +638,9 @@ fn decode_ssar_protobuf(bytes: &[u8]) -> Option<Value> {
     use prost::Message;
     let body = bytes.strip_prefix(b"k8s\x00")?;
     let unknown = k8s_pb::apimachinery::pkg::runtime::Unknown::decode(body).ok()?;
-    let ssar = k8s_pb::api::authorization::v1::SelfSubjectAccessReview::decode(unknown.raw.as_deref()?).ok()?;
+    let ssar =
+        k8s_pb::api::authorization::v1::SelfSubjectAccessReview::decode(unknown.raw.as_deref()?)
+            .ok()?;
     let spec = ssar.spec?;
     let mut out = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": {}});
     if let Some(ra) = spec.resource_attributes {
@@ -511,12 +655,19 @@ fn decode_ssar_protobuf(bytes: &[u8]) -> Option<Value> {
         });
     }
     if let Some(nra) = spec.non_resource_attributes {
-        out["spec"]["nonResourceAttributes"] = json!({"path": nra.path.unwrap_or_default(), "verb": nra.verb.unwrap_or_default()});
+        out["spec"]["nonResourceAttributes"] =
+            json!({"path": nra.path.unwrap_or_default(), "verb": nra.verb.unwrap_or_default()});
     }
     Some(out)
 }
 
-fn review(core: &ClusterCore, id: &Identity, rt: &ResourceType, ct: &str, bytes: &[u8]) -> Result<Response<Body>, ApiError> {
+fn review(
+    core: &ClusterCore,
+    id: &Identity,
+    rt: &ResourceType,
+    ct: &str,
+    bytes: &[u8],
+) -> Result<Response<Body>, ApiError> {
     let protobuf = ct.starts_with("application/vnd.kubernetes.protobuf");
     match rt.plural.as_str() {
         "selfsubjectreviews" => Ok(json_response(
@@ -526,13 +677,19 @@ fn review(core: &ClusterCore, id: &Identity, rt: &ResourceType, ct: &str, bytes:
         )),
         "selfsubjectaccessreviews" | "subjectaccessreviews" => {
             let body = if protobuf {
-                decode_ssar_protobuf(bytes).ok_or_else(|| ApiError::bad_request("cannot decode the protobuf body"))?
+                decode_ssar_protobuf(bytes)
+                    .ok_or_else(|| ApiError::bad_request("cannot decode the protobuf body"))?
             } else {
                 parse_json_body(ct, bytes)?
             };
             let who = if rt.plural == "subjectaccessreviews" {
                 let spec = &body["spec"];
-                let groups: Vec<&str> = spec["groups"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                let groups: Vec<&str> = spec["groups"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
                 Identity::new(spec["user"].as_str().unwrap_or_default(), &groups)
             } else {
                 id.clone()
@@ -571,16 +728,23 @@ fn review(core: &ClusterCore, id: &Identity, rt: &ResourceType, ct: &str, bytes:
         }
         "tokenreviews" => {
             let body = parse_json_body(ct, bytes)?;
-            let token = body.pointer("/spec/token").and_then(Value::as_str).unwrap_or_default();
+            let token = body
+                .pointer("/spec/token")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let status = match core.auth.authenticate_token(token) {
-                Some(who) => json!({"authenticated": true, "user": who.authenticated().user_info_json()}),
+                Some(who) => {
+                    json!({"authenticated": true, "user": who.authenticated().user_info_json()})
+                }
                 None => json!({"authenticated": false, "error": "invalid token"}),
             };
             let mut out = body.clone();
             out["status"] = status;
             Ok(json_response(201, &out))
         }
-        other => Err(ApiError::method_not_allowed(format!("{other} is not supported"))),
+        other => Err(ApiError::method_not_allowed(format!(
+            "{other} is not supported"
+        ))),
     }
 }
 
@@ -609,7 +773,10 @@ fn jsonpath_value(obj: &Value, path: &str) -> Value {
             Some((n, f)) => (n, Some(f.trim_end_matches(']'))),
             None => (seg, None),
         };
-        cur = cur.into_iter().filter_map(|v| v.get(name).cloned()).collect();
+        cur = cur
+            .into_iter()
+            .filter_map(|v| v.get(name).cloned())
+            .collect();
         if let Some(f) = filter {
             if let Ok(i) = f.parse::<usize>() {
                 cur = cur.into_iter().filter_map(|v| v.get(i).cloned()).collect();
@@ -629,12 +796,19 @@ fn jsonpath_value(obj: &Value, path: &str) -> Value {
 }
 
 fn to_table(rt: &ResourceType, items: &[Value], rv: &str, cont: Option<&str>) -> Value {
-    let mut columns = vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0})];
+    let mut columns = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}),
+    ];
     let extra: Vec<(String, String)> = if !rt.printer_columns.is_empty() {
         rt.printer_columns
             .iter()
             .filter(|c| c["priority"].as_i64().unwrap_or(0) == 0)
-            .map(|c| (c["name"].as_str().unwrap_or_default().to_string(), c["jsonPath"].as_str().unwrap_or_default().to_string()))
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap_or_default().to_string(),
+                    c["jsonPath"].as_str().unwrap_or_default().to_string(),
+                )
+            })
             .filter(|(_, p)| p != ".metadata.creationTimestamp")
             .collect()
     } else if rt.plural == "pods" {
@@ -645,7 +819,9 @@ fn to_table(rt: &ResourceType, items: &[Value], rv: &str, cont: Option<&str>) ->
         Vec::new()
     };
     for (name, _) in &extra {
-        columns.push(json!({"name": name, "type": "string", "format": "", "description": "", "priority": 0}));
+        columns.push(
+            json!({"name": name, "type": "string", "format": "", "description": "", "priority": 0}),
+        );
     }
     columns.push(json!({"name": "Age", "type": "string", "format": "", "description": "CreationTimestamp", "priority": 0}));
     let rows: Vec<Value> = items
@@ -660,7 +836,9 @@ fn to_table(rt: &ResourceType, items: &[Value], rv: &str, cont: Option<&str>) ->
                     other => json!(other.to_string()),
                 });
             }
-            cells.push(json!(age(o.pointer("/metadata/creationTimestamp").and_then(Value::as_str))));
+            cells.push(json!(age(o
+                .pointer("/metadata/creationTimestamp")
+                .and_then(Value::as_str))));
             json!({"cells": cells, "object": o})
         })
         .collect();
@@ -689,24 +867,35 @@ fn watch(
         .and_then(|t| t.parse::<u64>().ok())
         .map(Duration::from_secs)
         .unwrap_or(Duration::from_secs(1800));
-    let cut = core.faults.watch_cut(&rt.group, &rt.plural, ns.as_deref().unwrap_or_default());
+    let cut = core
+        .faults
+        .watch_cut(&rt.group, &rt.plural, ns.as_deref().unwrap_or_default());
     tokio::spawn(async move {
         let store = &core.store;
         let mut notify = store.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         let mut sent = 0usize;
         let matches = |o: &Value| {
-            ns.as_deref().is_none_or(|n| o.pointer("/metadata/namespace").and_then(Value::as_str) == Some(n))
+            ns.as_deref()
+                .is_none_or(|n| o.pointer("/metadata/namespace").and_then(Value::as_str) == Some(n))
                 && labels.matches(o)
                 && fields.matches(o)
         };
         let encode = |event_type: &str, obj: &Value| -> Bytes {
             let object = if table && event_type != "BOOKMARK" && event_type != "ERROR" {
-                to_table(&rt, std::slice::from_ref(obj), obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default(), None)
+                to_table(
+                    &rt,
+                    std::slice::from_ref(obj),
+                    obj.pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                    None,
+                )
             } else {
                 obj.clone()
             };
-            let mut line = serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
+            let mut line = serde_json::to_vec(&json!({"type": event_type, "object": object}))
+                .unwrap_or_default();
             line.push(b'\n');
             Bytes::from(line)
         };
@@ -715,7 +904,11 @@ fn watch(
             let (items, rv) = store.list(&rt, ns.as_deref(), &labels, &fields);
             last = rv;
             for item in items {
-                if tx.send(Ok(Frame::data(encode("ADDED", &item)))).await.is_err() {
+                if tx
+                    .send(Ok(Frame::data(encode("ADDED", &item))))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 sent += 1;
@@ -725,7 +918,11 @@ fn watch(
             }
             if send_initial {
                 let bm = json!({"apiVersion": rt.group_version(), "kind": rt.kind, "metadata": {"resourceVersion": rv.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}});
-                if tx.send(Ok(Frame::data(encode("BOOKMARK", &bm)))).await.is_err() {
+                if tx
+                    .send(Ok(Frame::data(encode("BOOKMARK", &bm))))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -744,7 +941,11 @@ fn watch(
             let events = match store.events_since(last) {
                 Ok(e) => e,
                 Err(()) => {
-                    let e = ApiError::new(410, "Expired", format!("too old resource version: {last} ({})", store.current_rv()));
+                    let e = ApiError::new(
+                        410,
+                        "Expired",
+                        format!("too old resource version: {last} ({})", store.current_rv()),
+                    );
                     let _ = tx.send(Ok(Frame::data(encode("ERROR", &e.status())))).await;
                     return;
                 }
@@ -790,10 +991,17 @@ fn watch(
             }
         }
     });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
     let mut r = Response::new(StreamBody::new(stream).boxed());
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     r
 }
 
@@ -816,16 +1024,19 @@ async fn exec(
     let container = match q.get("container") {
         Some(c) => {
             if !containers.contains(c) {
-                return Err(ApiError::bad_request(format!("container {c} is not valid for pod {name}")));
+                return Err(ApiError::bad_request(format!(
+                    "container {c} is not valid for pod {name}"
+                )));
             }
             c.clone()
         }
         None => containers.first().cloned().unwrap_or_default(),
     };
-    let command: Vec<String> = form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
-        .filter(|(k, _)| k == "command")
-        .map(|(_, v)| v.into_owned())
-        .collect();
+    let command: Vec<String> =
+        form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes())
+            .filter(|(k, _)| k == "command")
+            .map(|(_, v)| v.into_owned())
+            .collect();
     if command.is_empty() {
         return Err(ApiError::bad_request("you must specify at least 1 command"));
     }
@@ -842,7 +1053,9 @@ async fn exec(
         .and_then(|h| h.to_str().ok())
         .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
     let (Some(key), true) = (key, upgrade) else {
-        return Err(ApiError::bad_request("exec needs a WebSocket upgrade (SPDY is not supported by kubesim)"));
+        return Err(ApiError::bad_request(
+            "exec needs a WebSocket upgrade (SPDY is not supported by kubesim)",
+        ));
     };
     let Some(protocol) = crate::exec::choose_protocol(&offered) else {
         return Err(ApiError::bad_request(format!(
@@ -865,7 +1078,15 @@ async fn exec(
     let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
         if let Ok(upgraded) = on_upgrade.await {
-            crate::exec::serve_session(TokioIo::new(upgraded), protocol, exec_req, table, hang, want_stdin).await;
+            crate::exec::serve_session(
+                TokioIo::new(upgraded),
+                protocol,
+                exec_req,
+                table,
+                hang,
+                want_stdin,
+            )
+            .await;
         }
     });
     let mut r = Response::new(full(Bytes::new()));
@@ -873,7 +1094,10 @@ async fn exec(
     let h = r.headers_mut();
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    h.insert("sec-websocket-accept", HeaderValue::from_str(&accept).unwrap());
+    h.insert(
+        "sec-websocket-accept",
+        HeaderValue::from_str(&accept).unwrap(),
+    );
     h.insert("sec-websocket-protocol", HeaderValue::from_static(protocol));
     Ok(r)
 }
@@ -893,7 +1117,9 @@ fn aggregated_version(accept: &str) -> Option<&'static str> {
     let offers: Vec<&str> = accept.split(',').map(str::trim).collect();
     for v in ["v2", "v2beta1"] {
         if offers.iter().any(|o| {
-            o.contains("as=APIGroupDiscoveryList") && o.contains("g=apidiscovery.k8s.io") && o.split(';').any(|p| p.trim() == format!("v={v}"))
+            o.contains("as=APIGroupDiscoveryList")
+                && o.contains("g=apidiscovery.k8s.io")
+                && o.split(';').any(|p| p.trim() == format!("v={v}"))
         }) {
             return Some(v);
         }
@@ -952,13 +1178,19 @@ fn aggregated_response(items: Vec<Value>, version: &str) -> Response<Body> {
     let mut r = json_response(200, &body);
     r.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_str(&format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList")).unwrap(),
+        HeaderValue::from_str(&format!(
+            "application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
+        ))
+        .unwrap(),
     );
     r
 }
 
 fn api_group_json(group: &str, versions: &[String]) -> Value {
-    let vs: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v})).collect();
+    let vs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
     json!({"name": group, "versions": vs, "preferredVersion": vs.first().cloned().unwrap_or(Value::Null)})
 }
 
@@ -977,8 +1209,14 @@ fn resource_list(core: &ClusterCore, group: &str, version: &str) -> Option<Value
     if resources.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }
 
 fn openapi_hash(core: &ClusterCore, group: &str, version: &str) -> String {
@@ -986,7 +1224,10 @@ fn openapi_hash(core: &ClusterCore, group: &str, version: &str) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for t in core.store.registry().in_group_version(group, version) {
         format!("{t:?}").hash(&mut h);
-        t.validator.as_ref().map(|v| v.openapi().to_string()).hash(&mut h);
+        t.validator
+            .as_ref()
+            .map(|v| v.openapi().to_string())
+            .hash(&mut h);
     }
     format!("{:016X}", h.finish())
 }
@@ -995,7 +1236,11 @@ fn openapi_root(core: &ClusterCore) -> Value {
     let mut paths = serde_json::Map::new();
     for (group, versions) in core.store.registry().groups() {
         for v in versions {
-            let key = if group.is_empty() { format!("api/{v}") } else { format!("apis/{group}/{v}") };
+            let key = if group.is_empty() {
+                format!("api/{v}")
+            } else {
+                format!("apis/{group}/{v}")
+            };
             let url = format!("/openapi/v3/{key}?hash={}", openapi_hash(core, &group, &v));
             paths.insert(key, json!({"serverRelativeURL": url}));
         }
@@ -1004,7 +1249,11 @@ fn openapi_root(core: &ClusterCore) -> Value {
 }
 
 fn schema_name(t: &ResourceType) -> String {
-    let g = if t.group.is_empty() { "core".to_string() } else { t.group.split('.').rev().collect::<Vec<_>>().join(".") };
+    let g = if t.group.is_empty() {
+        "core".to_string()
+    } else {
+        t.group.split('.').rev().collect::<Vec<_>>().join(".")
+    };
     format!("io.kubesim.{g}.{}.{}", t.version, t.kind)
 }
 
@@ -1022,7 +1271,11 @@ fn openapi_group(core: &ClusterCore, group: &str, version: &str) -> Option<Value
     ]);
     let mut paths = serde_json::Map::new();
     let mut schemas = serde_json::Map::new();
-    let prefix = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+    let prefix = if group.is_empty() {
+        format!("/api/{version}")
+    } else {
+        format!("/apis/{group}/{version}")
+    };
     for t in &types {
         let gvk = json!([{"group": t.group, "version": t.version, "kind": t.kind}]);
         let name = schema_name(t);
@@ -1064,7 +1317,10 @@ fn openapi_group(core: &ClusterCore, group: &str, version: &str) -> Option<Value
         paths.insert(item_path.clone(), item);
         paths.insert(coll_path, json!({"get": op("list"), "post": op("post")}));
         if t.status_subresource {
-            paths.insert(format!("{item_path}/status"), json!({"get": op("get"), "put": op("put"), "patch": op("patch")}));
+            paths.insert(
+                format!("{item_path}/status"),
+                json!({"get": op("get"), "put": op("put"), "patch": op("patch")}),
+            );
         }
     }
     Some(json!({
@@ -1084,16 +1340,25 @@ async fn non_resource(core: &ClusterCore, req: Request<Incoming>, path: &str) ->
     let segs: Vec<&str> = trimmed.trim_start_matches('/').split('/').collect();
     match segs.as_slice() {
         ["version"] => {
-            let minor = core.git_version.split('.').nth(1).unwrap_or("0").to_string();
-            json_response(200, &json!({
-                "major": "1", "minor": minor, "gitVersion": core.git_version,
-                "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
-                "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.23.0", "compiler": "gc", "platform": "linux/amd64"
-            }))
+            let minor = core
+                .git_version
+                .split('.')
+                .nth(1)
+                .unwrap_or("0")
+                .to_string();
+            json_response(
+                200,
+                &json!({
+                    "major": "1", "minor": minor, "gitVersion": core.git_version,
+                    "gitCommit": "0000000000000000000000000000000000000000", "gitTreeState": "clean",
+                    "buildDate": "2025-01-01T00:00:00Z", "goVersion": "go1.23.0", "compiler": "gc", "platform": "linux/amd64"
+                }),
+            )
         }
         ["healthz"] | ["livez"] | ["readyz"] => {
             let mut r = Response::new(full("ok"));
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
             r
         }
         ["api"] => {
@@ -1101,20 +1366,38 @@ async fn non_resource(core: &ClusterCore, req: Request<Incoming>, path: &str) ->
                 return aggregated_response(vec![discovery_group(core, "")], v);
             }
             let addr = core.server_url.trim_start_matches("https://");
-            json_response(200, &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": addr}]}))
+            json_response(
+                200,
+                &json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": addr}]}),
+            )
         }
         ["apis"] => {
             let groups = core.store.registry().groups();
             if let Some(v) = aggregated_version(&accept) {
-                let items = groups.keys().filter(|g| !g.is_empty()).map(|g| discovery_group(core, g)).collect();
+                let items = groups
+                    .keys()
+                    .filter(|g| !g.is_empty())
+                    .map(|g| discovery_group(core, g))
+                    .collect();
                 return aggregated_response(items, v);
             }
-            let list: Vec<Value> = groups.iter().filter(|(g, _)| !g.is_empty()).map(|(g, vs)| api_group_json(g, vs)).collect();
-            json_response(200, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": list}))
+            let list: Vec<Value> = groups
+                .iter()
+                .filter(|(g, _)| !g.is_empty())
+                .map(|(g, vs)| api_group_json(g, vs))
+                .collect();
+            json_response(
+                200,
+                &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": list}),
+            )
         }
         ["api", v] => match resource_list(core, "", v) {
             Some(l) => json_response(200, &l),
-            None => error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+            None => error_response(&ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )),
         },
         ["apis", g] => match core.store.registry().groups().get(*g) {
             Some(vs) => {
@@ -1123,11 +1406,19 @@ async fn non_resource(core: &ClusterCore, req: Request<Incoming>, path: &str) ->
                 gj["apiVersion"] = json!("v1");
                 json_response(200, &gj)
             }
-            None => error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+            None => error_response(&ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )),
         },
         ["apis", g, v] => match resource_list(core, g, v) {
             Some(l) => json_response(200, &l),
-            None => error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+            None => error_response(&ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )),
         },
         ["openapi", "v3"] => json_response(200, &openapi_root(core)),
         ["openapi", "v3", "api", v] => match openapi_group(core, "", v) {
@@ -1140,10 +1431,21 @@ async fn non_resource(core: &ClusterCore, req: Request<Incoming>, path: &str) ->
         },
         ["openapi", "v2"] => {
             if accept.contains("protobuf") && !accept.contains("json") {
-                return error_response(&ApiError::new(406, "NotAcceptable", "kubesim serves /openapi/v2 as JSON only"));
+                return error_response(&ApiError::new(
+                    406,
+                    "NotAcceptable",
+                    "kubesim serves /openapi/v2 as JSON only",
+                ));
             }
-            json_response(200, &json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": core.git_version}, "paths": {}, "definitions": {}}))
+            json_response(
+                200,
+                &json!({"swagger": "2.0", "info": {"title": "Kubernetes", "version": core.git_version}, "paths": {}, "definitions": {}}),
+            )
         }
-        _ => error_response(&ApiError::new(404, "NotFound", format!("the server could not find the requested resource ({path})"))),
+        _ => error_response(&ApiError::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )),
     }
 }

@@ -31,16 +31,26 @@ pub enum Profile {
 
 impl Profile {
     pub fn openshift(version: &str) -> Self {
-        Profile::OpenShift { version: version.to_string() }
+        Profile::OpenShift {
+            version: version.to_string(),
+        }
     }
     pub fn kind(version: &str) -> Self {
-        Profile::Kind { version: version.to_string() }
+        Profile::Kind {
+            version: version.to_string(),
+        }
     }
     /// Parse `openshift-4.20` or `kind-1.34`.
     pub fn parse(s: &str) -> anyhow::Result<Self> {
         let check = |v: &str| -> anyhow::Result<()> {
-            let ok = v.split('.').count() == 2 && v.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
-            if ok { Ok(()) } else { bail!("bad version {v:?} in profile {s:?} (expected like 4.20 or 1.34)") }
+            let ok = v.split('.').count() == 2
+                && v.split('.')
+                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+            if ok {
+                Ok(())
+            } else {
+                bail!("bad version {v:?} in profile {s:?} (expected like 4.20 or 1.34)")
+            }
         };
         if let Some(v) = s.strip_prefix("openshift-") {
             check(v)?;
@@ -56,7 +66,10 @@ impl Profile {
         matches!(self, Profile::OpenShift { .. })
     }
     fn minor(v: &str) -> u32 {
-        v.split('.').nth(1).and_then(|m| m.parse().ok()).unwrap_or(0)
+        v.split('.')
+            .nth(1)
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0)
     }
     /// The Kubernetes `gitVersion` reported by `/version`.
     pub fn git_version(&self) -> String {
@@ -131,7 +144,10 @@ pub enum KubeUser {
 
 impl KubeUser {
     pub fn cert(user: &str, groups: &[&str]) -> Self {
-        KubeUser::Cert { user: user.to_string(), groups: groups.iter().map(|g| g.to_string()).collect() }
+        KubeUser::Cert {
+            user: user.to_string(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
     }
     pub fn token(token: &str) -> Self {
         KubeUser::Token(token.to_string())
@@ -177,7 +193,9 @@ impl ClusterHandle {
     }
     /// A client certificate for a user and groups, signed by the cluster CA.
     pub fn client_cert(&self, user: &str, groups: &[&str]) -> CertPair {
-        self.ca.issue_client(user, groups).expect("issuing a client certificate")
+        self.ca
+            .issue_client(user, groups)
+            .expect("issuing a client certificate")
     }
     pub fn admin_cert(&self) -> &CertPair {
         &self.admin
@@ -189,7 +207,13 @@ impl ClusterHandle {
         self.core.store.counters.reset()
     }
     /// Get an object (`namespace` `None` for cluster-scoped kinds).
-    pub fn get(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
+    pub fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Value> {
         let rt = self.core.store.type_of(api_version, kind)?;
         self.core.store.get(&rt, namespace, name).ok()
     }
@@ -198,7 +222,15 @@ impl ClusterHandle {
         let Some(rt) = self.core.store.type_of(api_version, kind) else {
             return Vec::new();
         };
-        self.core.store.list(&rt, namespace, &LabelSelector::default(), &FieldSelector::default()).0
+        self.core
+            .store
+            .list(
+                &rt,
+                namespace,
+                &LabelSelector::default(),
+                &FieldSelector::default(),
+            )
+            .0
     }
     /// Create or replace an object as is (no validation; bumps the resourceVersion and emits
     /// watch events; counted as an internal change). Returns the stored object.
@@ -206,8 +238,18 @@ impl ClusterHandle {
         self.core.store.put(obj).map_err(|e| anyhow!("{e}"))
     }
     /// Delete an object (finalizers and namespace cascading apply).
-    pub fn delete(&self, api_version: &str, kind: &str, namespace: Option<&str>, name: &str) -> anyhow::Result<()> {
-        self.core.store.delete_internal(api_version, kind, namespace, name).map(|_| ()).map_err(|e| anyhow!("{e}"))
+    pub fn delete(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> anyhow::Result<()> {
+        self.core
+            .store
+            .delete_internal(api_version, kind, namespace, name)
+            .map(|_| ())
+            .map_err(|e| anyhow!("{e}"))
     }
     /// The cluster's current resourceVersion.
     pub fn resource_version(&self) -> u64 {
@@ -232,7 +274,13 @@ impl ClusterHandle {
         container: Option<&str>,
         handler: impl Fn(&ExecRequest) -> ExecResult + Send + Sync + 'static,
     ) {
-        self.core.exec.register(namespace, pod, container, None, Arc::new(handler) as ExecHandler)
+        self.core.exec.register(
+            namespace,
+            pod,
+            container,
+            None,
+            Arc::new(handler) as ExecHandler,
+        )
     }
     /// Register a handler for one program (`argv[0]`) in `namespace/pod`.
     pub fn register_command(
@@ -243,11 +291,20 @@ impl ClusterHandle {
         program: &str,
         handler: impl Fn(&ExecRequest) -> ExecResult + Send + Sync + 'static,
     ) {
-        self.core.exec.register(namespace, pod, container, Some(program), Arc::new(handler) as ExecHandler)
+        self.core.exec.register(
+            namespace,
+            pod,
+            container,
+            Some(program),
+            Arc::new(handler) as ExecHandler,
+        )
     }
     /// Accept `token` as `user` with `groups` (plus `system:authenticated`).
     pub fn add_static_token(&self, token: &str, user: &str, groups: &[&str]) {
-        self.core.auth.static_tokens.add(token, Identity::new(user, groups))
+        self.core
+            .auth
+            .static_tokens
+            .add(token, Identity::new(user, groups))
     }
     /// Add a bearer-token authenticator (tried after the static tokens).
     pub fn add_authenticator(&self, a: Arc<dyn TokenAuthenticator>) {
@@ -262,7 +319,9 @@ impl ClusterHandle {
         use base64::Engine;
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
         match user {
-            KubeUser::Admin => json!({"client-certificate-data": b64(&self.admin.cert_pem), "client-key-data": b64(&self.admin.key_pem)}),
+            KubeUser::Admin => {
+                json!({"client-certificate-data": b64(&self.admin.cert_pem), "client-key-data": b64(&self.admin.key_pem)})
+            }
             KubeUser::Cert { user, groups } => {
                 let g: Vec<&str> = groups.iter().map(String::as_str).collect();
                 let pair = self.client_cert(user, &g);
@@ -313,7 +372,9 @@ fn reference_crds() -> &'static Vec<Value> {
             "operators.coreos.com/operatorgroups.yaml",
         ] {
             let path = dir.join("crds").join(file);
-            let Ok(text) = std::fs::read_to_string(&path) else { continue };
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
             match schema::parse_yaml_documents(&text) {
                 Ok(docs) => out.extend(docs),
                 Err(e) => panic!("parsing {}: {e:#}", path.display()),
@@ -352,7 +413,11 @@ impl Sim {
                 .with_context(|| format!("starting cluster {name}"))?;
             clusters.push(handle);
         }
-        Ok(Sim { runtime: Some(runtime), clusters, proxy_addr })
+        Ok(Sim {
+            runtime: Some(runtime),
+            clusters,
+            proxy_addr,
+        })
     }
 
     /// The cluster named `name` (panics if there is none).
@@ -377,8 +442,13 @@ impl Sim {
     /// A kubeconfig with one admin context per cluster, named as the cluster. The current
     /// context is the first cluster.
     pub fn kubeconfig_yaml(&self) -> String {
-        let entries: Vec<(&str, &str, KubeUser)> = self.clusters.iter().map(|c| (c.name(), c.name(), KubeUser::Admin)).collect();
-        let refs: Vec<(&str, &str, &KubeUser)> = entries.iter().map(|(a, b, u)| (*a, *b, u)).collect();
+        let entries: Vec<(&str, &str, KubeUser)> = self
+            .clusters
+            .iter()
+            .map(|c| (c.name(), c.name(), KubeUser::Admin))
+            .collect();
+        let refs: Vec<(&str, &str, &KubeUser)> =
+            entries.iter().map(|(a, b, u)| (*a, *b, u)).collect();
         self.kubeconfig_for(&refs)
     }
 
@@ -398,7 +468,8 @@ impl Sim {
             let ca = base64::engine::general_purpose::STANDARD.encode(c.ca_pem().as_bytes());
             clusters.push(json!({"name": context, "cluster": {"server": c.server_url(), "certificate-authority-data": ca}}));
             users.push(json!({"name": context, "user": c.kube_user_json(user)}));
-            contexts.push(json!({"name": context, "context": {"cluster": context, "user": context}}));
+            contexts
+                .push(json!({"name": context, "context": {"cluster": context, "user": context}}));
         }
         let doc = json!({
             "apiVersion": "v1",
@@ -447,7 +518,10 @@ fn start_cluster(
     routes: Arc<Routes>,
 ) -> anyhow::Result<ClusterHandle> {
     let ca = Arc::new(Ca::new(&format!("kubesim-{name}-ca"))?);
-    let server_cert = ca.issue_server(&["localhost", "kubernetes.default.svc", "kubernetes"], &[IpAddr::V4(Ipv4Addr::LOCALHOST)])?;
+    let server_cert = ca.issue_server(
+        &["localhost", "kubernetes.default.svc", "kubernetes"],
+        &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
+    )?;
     let admin = Arc::new(ca.issue_client("system:admin", &["system:masters"])?);
     let tls = crate::tls::server_config(&server_cert, &ca.cert_pem())?;
     let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
@@ -479,7 +553,10 @@ fn start_cluster(
     };
     seed(&handle)?;
     if !config.latency.is_zero() {
-        core.faults.add(Fault::Latency { matcher: crate::faults::Matcher::any(), delay: config.latency });
+        core.faults.add(Fault::Latency {
+            matcher: crate::faults::Matcher::any(),
+            delay: config.latency,
+        });
     }
     for (fault, only) in &config.faults {
         if only.as_deref().is_none_or(|c| c == name) {
@@ -505,7 +582,12 @@ fn established(mut crd: Value) -> Value {
     let stored: Vec<Value> = crd
         .pointer("/spec/versions")
         .and_then(Value::as_array)
-        .map(|vs| vs.iter().filter(|v| v["storage"] == true).map(|v| v["name"].clone()).collect())
+        .map(|vs| {
+            vs.iter()
+                .filter(|v| v["storage"] == true)
+                .map(|v| v["name"].clone())
+                .collect()
+        })
         .unwrap_or_default();
     crd["status"] = json!({
         "acceptedNames": names,
@@ -539,7 +621,11 @@ fn seed(c: &ClusterHandle) -> anyhow::Result<()> {
     let node_names: Vec<String> = if c.profile.is_openshift() {
         (0..3).map(|i| format!("{}-master-{i}", c.name())).collect()
     } else {
-        vec![format!("{}-control-plane", c.name()), format!("{}-worker", c.name()), format!("{}-worker2", c.name())]
+        vec![
+            format!("{}-control-plane", c.name()),
+            format!("{}-worker", c.name()),
+            format!("{}-worker2", c.name()),
+        ]
     };
     for (i, n) in node_names.iter().enumerate() {
         put(json!({
@@ -560,11 +646,17 @@ fn seed(c: &ClusterHandle) -> anyhow::Result<()> {
         put(obj)?;
     }
     for ns in ["default", "kube-system", "kube-public"] {
-        put(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}}))?;
+        put(
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}}),
+        )?;
     }
-    put(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kube-root-ca.crt", "namespace": "default"}, "data": {"ca.crt": c.ca_pem()}}))?;
-    put(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
-               "spec": {"type": "ClusterIP", "clusterIP": "172.30.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}}))?;
+    put(
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kube-root-ca.crt", "namespace": "default"}, "data": {"ca.crt": c.ca_pem()}}),
+    )?;
+    put(
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+               "spec": {"type": "ClusterIP", "clusterIP": "172.30.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}}),
+    )?;
     if let Profile::OpenShift { version } = &c.profile {
         seed_openshift(c, version)?;
     }
@@ -598,14 +690,18 @@ fn seed_openshift(c: &ClusterHandle, version: &str) -> anyhow::Result<()> {
     let minor = Profile::minor(version);
     let full_version = format!("{version}.0");
     let base = base_domain(c.name());
-    put(json!({"apiVersion": "config.openshift.io/v1", "kind": "DNS", "metadata": {"name": "cluster"},
-               "spec": {"baseDomain": base}, "status": {}}))?;
-    put(json!({"apiVersion": "config.openshift.io/v1", "kind": "ClusterVersion", "metadata": {"name": "version"},
+    put(
+        json!({"apiVersion": "config.openshift.io/v1", "kind": "DNS", "metadata": {"name": "cluster"},
+               "spec": {"baseDomain": base}, "status": {}}),
+    )?;
+    put(
+        json!({"apiVersion": "config.openshift.io/v1", "kind": "ClusterVersion", "metadata": {"name": "version"},
                "spec": {"clusterID": crate::cluster::new_uid(), "channel": format!("stable-{version}")},
                "status": {"desired": {"version": full_version, "image": format!("quay.io/openshift-release-dev/ocp-release:{full_version}-x86_64")},
                           "history": [{"state": "Completed", "version": full_version, "startedTime": "2025-01-01T00:00:00Z", "completionTime": "2025-01-01T00:00:00Z", "image": "", "verified": false}],
                           "observedGeneration": 1, "versionHash": "kubesim", "availableUpdates": null,
-                          "conditions": [{"type": "Available", "status": "True", "lastTransitionTime": "2025-01-01T00:00:00Z"}]}}))?;
+                          "conditions": [{"type": "Available", "status": "True", "lastTransitionTime": "2025-01-01T00:00:00Z"}]}}),
+    )?;
     // ExternalOIDC is GA (Default feature set) from 4.20; before that only with TechPreviewNoUpgrade.
     let (enabled, disabled): (Vec<&str>, Vec<&str>) = if minor >= 20 {
         (vec!["ExternalOIDC", "KMSv1"], vec!["EventedPLEG"])
@@ -613,12 +709,17 @@ fn seed_openshift(c: &ClusterHandle, version: &str) -> anyhow::Result<()> {
         (vec!["KMSv1"], vec!["ExternalOIDC", "EventedPLEG"])
     };
     let gates = |names: &[&str]| names.iter().map(|n| json!({"name": n})).collect::<Vec<_>>();
-    put(json!({"apiVersion": "config.openshift.io/v1", "kind": "FeatureGate", "metadata": {"name": "cluster"},
-               "spec": {}, "status": {"featureGates": [{"version": full_version, "enabled": gates(&enabled), "disabled": gates(&disabled)}]}}))?;
-    put(json!({"apiVersion": "config.openshift.io/v1", "kind": "Authentication", "metadata": {"name": "cluster"},
+    put(
+        json!({"apiVersion": "config.openshift.io/v1", "kind": "FeatureGate", "metadata": {"name": "cluster"},
+               "spec": {}, "status": {"featureGates": [{"version": full_version, "enabled": gates(&enabled), "disabled": gates(&disabled)}]}}),
+    )?;
+    put(
+        json!({"apiVersion": "config.openshift.io/v1", "kind": "Authentication", "metadata": {"name": "cluster"},
                "spec": {"type": "IntegratedOAuth", "serviceAccountIssuer": "", "webhookTokenAuthenticator": {"kubeConfig": {"name": "webhook-authentication-integrated-oauth"}}},
-               "status": {"integratedOAuthMetadata": {"name": "oauth-openshift"}}}))?;
-    put(json!({"apiVersion": "config.openshift.io/v1", "kind": "ClusterOperator", "metadata": {"name": "kube-apiserver"},
+               "status": {"integratedOAuthMetadata": {"name": "oauth-openshift"}}}),
+    )?;
+    put(
+        json!({"apiVersion": "config.openshift.io/v1", "kind": "ClusterOperator", "metadata": {"name": "kube-apiserver"},
                "spec": {},
                "status": {"conditions": [
                    {"type": "Available", "status": "True", "reason": "AsExpected", "message": "StaticPodsAvailable: 3 nodes are active; 3 nodes are at revision 7", "lastTransitionTime": "2025-01-01T00:00:00Z"},
@@ -626,27 +727,58 @@ fn seed_openshift(c: &ClusterHandle, version: &str) -> anyhow::Result<()> {
                    {"type": "Degraded", "status": "False", "reason": "AsExpected", "lastTransitionTime": "2025-01-01T00:00:00Z"},
                    {"type": "Upgradeable", "status": "True", "reason": "AsExpected", "lastTransitionTime": "2025-01-01T00:00:00Z"}
                ],
-               "versions": [{"name": "operator", "version": full_version}, {"name": "raw-internal", "version": full_version}, {"name": "kube-apiserver", "version": c.profile.git_version().trim_start_matches('v')}]}}))?;
-    put(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "default-ingress-cert", "namespace": "openshift-config-managed"},
-               "data": {"ca-bundle.crt": c.ingress_ca_pem()}}))?;
-    put(json!({"apiVersion": "operators.coreos.com/v1alpha1", "kind": "CatalogSource", "metadata": {"name": "redhat-operators", "namespace": "openshift-marketplace"},
+               "versions": [{"name": "operator", "version": full_version}, {"name": "raw-internal", "version": full_version}, {"name": "kube-apiserver", "version": c.profile.git_version().trim_start_matches('v')}]}}),
+    )?;
+    put(
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "default-ingress-cert", "namespace": "openshift-config-managed"},
+               "data": {"ca-bundle.crt": c.ingress_ca_pem()}}),
+    )?;
+    put(
+        json!({"apiVersion": "operators.coreos.com/v1alpha1", "kind": "CatalogSource", "metadata": {"name": "redhat-operators", "namespace": "openshift-marketplace"},
                "spec": {"sourceType": "grpc", "image": format!("registry.redhat.io/redhat/redhat-operator-index:v{version}"), "displayName": "Red Hat Operators", "publisher": "Red Hat", "priority": -100},
-               "status": {"connectionState": {"lastObservedState": "READY", "address": "redhat-operators.openshift-marketplace.svc:50051"}}}))?;
+               "status": {"connectionState": {"lastObservedState": "READY", "address": "redhat-operators.openshift-marketplace.svc:50051"}}}),
+    )?;
     for (pkg, display, channels, default) in [
-        ("openshift-zero-trust-workload-identity-manager", "Zero Trust Workload Identity Manager", vec![("stable-v1", "zero-trust-workload-identity-manager.v1.0.0", "1.0.0"), ("tech-preview-v0.1", "zero-trust-workload-identity-manager.v0.1.0", "0.1.0")], "stable-v1"),
-        ("openshift-gitops-operator", "Red Hat OpenShift GitOps", vec![("latest", "openshift-gitops-operator.v1.18.0", "1.18.0"), ("gitops-1.18", "openshift-gitops-operator.v1.18.0", "1.18.0")], "latest"),
+        (
+            "openshift-zero-trust-workload-identity-manager",
+            "Zero Trust Workload Identity Manager",
+            vec![
+                (
+                    "stable-v1",
+                    "zero-trust-workload-identity-manager.v1.0.0",
+                    "1.0.0",
+                ),
+                (
+                    "tech-preview-v0.1",
+                    "zero-trust-workload-identity-manager.v0.1.0",
+                    "0.1.0",
+                ),
+            ],
+            "stable-v1",
+        ),
+        (
+            "openshift-gitops-operator",
+            "Red Hat OpenShift GitOps",
+            vec![
+                ("latest", "openshift-gitops-operator.v1.18.0", "1.18.0"),
+                ("gitops-1.18", "openshift-gitops-operator.v1.18.0", "1.18.0"),
+            ],
+            "latest",
+        ),
     ] {
         let chans: Vec<Value> = channels
             .iter()
             .map(|(n, csv, v)| json!({"name": n, "currentCSV": csv, "currentCSVDesc": {"displayName": display, "version": v, "provider": {"name": "Red Hat"},
                 "installModes": [{"type": "OwnNamespace", "supported": true}, {"type": "SingleNamespace", "supported": true}, {"type": "MultiNamespace", "supported": false}, {"type": "AllNamespaces", "supported": true}]}}))
             .collect();
-        put(json!({"apiVersion": "packages.operators.coreos.com/v1", "kind": "PackageManifest",
+        put(
+            json!({"apiVersion": "packages.operators.coreos.com/v1", "kind": "PackageManifest",
                    "metadata": {"name": pkg, "namespace": "openshift-marketplace", "labels": {"catalog": "redhat-operators", "catalog-namespace": "openshift-marketplace", "provider": "Red Hat"}},
                    "spec": {},
                    "status": {"catalogSource": "redhat-operators", "catalogSourceDisplayName": "Red Hat Operators", "catalogSourcePublisher": "Red Hat",
                               "catalogSourceNamespace": "openshift-marketplace", "provider": {"name": "Red Hat"}, "packageName": pkg,
-                              "defaultChannel": default, "channels": chans}}))?;
+                              "defaultChannel": default, "channels": chans}}),
+        )?;
     }
     Ok(())
 }

@@ -47,15 +47,22 @@ impl Ca {
 
     /// A server certificate for DNS names and IP addresses.
     pub fn issue_server(&self, dns: &[&str], ips: &[std::net::IpAddr]) -> anyhow::Result<CertPair> {
-        let mut params = CertificateParams::new(dns.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        let mut params =
+            CertificateParams::new(dns.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
         for ip in ips {
             params.subject_alt_names.push(SanType::IpAddress(*ip));
         }
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, dns.first().copied().unwrap_or("kubesim"));
+        dn.push(
+            DnType::CommonName,
+            dns.first().copied().unwrap_or("kubesim"),
+        );
         params.distinguished_name = dn;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(CertPair {
@@ -74,7 +81,10 @@ impl Ca {
         dn.push(DnType::CommonName, user);
         params.distinguished_name = dn;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(CertPair {
@@ -86,19 +96,26 @@ impl Ca {
 
 /// A TLS server config presenting `server`, asking for (but not requiring) client
 /// certificates issued by `client_ca`. Only HTTP/1.1 is offered (exec needs upgrades).
-pub fn server_config(server: &CertPair, client_ca_pem: &str) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+pub fn server_config(
+    server: &CertPair,
+    client_ca_pem: &str,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(server.cert_pem.as_bytes())
-        .collect::<Result<_, _>>()
-        .context("server certificate PEM")?;
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(server.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .context("server certificate PEM")?;
     let key = PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).context("server key PEM")?;
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(client_ca_pem.as_bytes()) {
         roots.add(c.context("client CA PEM")?)?;
     }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)

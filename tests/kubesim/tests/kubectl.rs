@@ -15,14 +15,38 @@ fn get_namespaces_and_version() {
     let sim = sim_hub_spoke();
     let k = Kubectl::new(&sim.kubeconfig_yaml());
     let out = k.ok(&["--context", "hub", "get", "ns"]);
-    for ns in ["default", "kube-system", "kube-public", "openshift-config-managed"] {
+    for ns in [
+        "default",
+        "kube-system",
+        "kube-public",
+        "openshift-config-managed",
+    ] {
         assert!(out.contains(ns), "{out}");
     }
-    let v: serde_json::Value = serde_json::from_str(&k.ok(&["--context", "spoke", "version", "-o", "json"])).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&k.ok(&["--context", "spoke", "version", "-o", "json"])).unwrap();
     assert_eq!(v["serverVersion"]["gitVersion"], "v1.32.0");
-    let dns = k.ok(&["--context", "hub", "get", "dns.config.openshift.io", "cluster", "-o", "jsonpath={.spec.baseDomain}"]);
+    let dns = k.ok(&[
+        "--context",
+        "hub",
+        "get",
+        "dns.config.openshift.io",
+        "cluster",
+        "-o",
+        "jsonpath={.spec.baseDomain}",
+    ]);
     assert_eq!(dns, "hub.kubesim.example");
-    let channel = k.ok(&["--context", "hub", "get", "packagemanifest", "-n", "openshift-marketplace", "openshift-gitops-operator", "-o", "jsonpath={.status.defaultChannel}"]);
+    let channel = k.ok(&[
+        "--context",
+        "hub",
+        "get",
+        "packagemanifest",
+        "-n",
+        "openshift-marketplace",
+        "openshift-gitops-operator",
+        "-o",
+        "jsonpath={.status.defaultChannel}",
+    ]);
     assert_eq!(channel, "latest");
 }
 
@@ -33,7 +57,13 @@ fn server_side_apply_crd_then_cr() {
     let crd = k.write("crd.yaml", WIDGET_CRD);
     let out = k.ok(&["apply", "--server-side", "-f", crd.to_str().unwrap()]);
     assert!(out.contains("serverside-applied"), "{out}");
-    k.ok(&["wait", "--for", "condition=established", "--timeout=30s", "crd/widgets.example.com"]);
+    k.ok(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "--timeout=30s",
+        "crd/widgets.example.com",
+    ]);
     let cr = k.write("cr.yaml", "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1, namespace: default}\nspec: {size: 3, color: red}\n");
     sim.cluster("k1").reset_counters();
     k.ok(&["apply", "--server-side", "-f", cr.to_str().unwrap()]);
@@ -45,7 +75,10 @@ fn server_side_apply_crd_then_cr() {
     assert_eq!((second.mutating_requests, second.stored_changes), (2, 1));
     let table = k.ok(&["get", "wd"]);
     assert!(table.contains("w1") && table.contains("SIZE"), "{table}");
-    let obj = sim.cluster("k1").get("example.com/v1", "Widget", Some("default"), "w1").unwrap();
+    let obj = sim
+        .cluster("k1")
+        .get("example.com/v1", "Widget", Some("default"), "w1")
+        .unwrap();
     assert_eq!(obj["metadata"]["managedFields"][0]["manager"], "kubectl");
     assert_eq!(obj["metadata"]["managedFields"][0]["operation"], "Apply");
     // A misspelled field is rejected with its path.
@@ -54,14 +87,42 @@ fn server_side_apply_crd_then_cr() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("spec.colour"), "{err}");
-    assert!(sim.cluster("k1").get("example.com/v1", "Widget", Some("default"), "w2").is_none());
+    assert!(
+        sim.cluster("k1")
+            .get("example.com/v1", "Widget", Some("default"), "w2")
+            .is_none()
+    );
     // Another manager changing an owned field conflicts unless forced.
     let other = k.write("other.yaml", "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1, namespace: default}\nspec: {size: 4, color: red}\n");
-    let out = k.run(&["apply", "--server-side", "--field-manager", "someone-else", "-f", other.to_str().unwrap()]);
+    let out = k.run(&[
+        "apply",
+        "--server-side",
+        "--field-manager",
+        "someone-else",
+        "-f",
+        other.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("conflict"), "{}", String::from_utf8_lossy(&out.stderr));
-    k.ok(&["apply", "--server-side", "--force-conflicts", "--field-manager", "someone-else", "-f", other.to_str().unwrap()]);
-    assert_eq!(sim.cluster("k1").get("example.com/v1", "Widget", Some("default"), "w1").unwrap()["spec"]["size"], 4);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("conflict"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    k.ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager",
+        "someone-else",
+        "-f",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        sim.cluster("k1")
+            .get("example.com/v1", "Widget", Some("default"), "w1")
+            .unwrap()["spec"]["size"],
+        4
+    );
 }
 
 #[test]
@@ -75,15 +136,36 @@ fn wait_for_established_honours_controller_delay_and_fault() {
     let k = Kubectl::new(&sim.kubeconfig_yaml());
     let crd = k.write("crd.yaml", WIDGET_CRD);
     k.ok(&["apply", "--server-side", "-f", crd.to_str().unwrap()]);
-    k.ok(&["wait", "--for", "condition=established", "--timeout=30s", "crd/widgets.example.com"]);
+    k.ok(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "--timeout=30s",
+        "crd/widgets.example.com",
+    ]);
 
-    let sim = kubesim::Sim::start(kubesim::SimConfig::new().cluster("k1", kubesim::Profile::kind("1.34"))).unwrap();
-    sim.cluster("k1").add_fault(kubesim::Fault::ControllerNeverReady { controller: "crd-establishing".into() });
+    let sim = kubesim::Sim::start(
+        kubesim::SimConfig::new().cluster("k1", kubesim::Profile::kind("1.34")),
+    )
+    .unwrap();
+    sim.cluster("k1")
+        .add_fault(kubesim::Fault::ControllerNeverReady {
+            controller: "crd-establishing".into(),
+        });
     let k = Kubectl::new(&sim.kubeconfig_yaml());
     let crd = k.write("crd.yaml", WIDGET_CRD);
     k.ok(&["apply", "--server-side", "-f", crd.to_str().unwrap()]);
-    let out = k.run(&["wait", "--for", "condition=established", "--timeout=2s", "crd/widgets.example.com"]);
-    assert!(!out.status.success(), "the CRD must never become established");
+    let out = k.run(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "--timeout=2s",
+        "crd/widgets.example.com",
+    ]);
+    assert!(
+        !out.status.success(),
+        "the CRD must never become established"
+    );
 }
 
 #[test]
@@ -99,8 +181,18 @@ fn get_pods_by_label() {
     let out = k.ok(&["get", "pods", "-l", "app=web", "-o", "name"]);
     assert_eq!(out.lines().collect::<Vec<_>>(), vec!["pod/a", "pod/b"]);
     let out = k.ok(&["get", "pods", "-l", "app in (db)"]);
-    assert!(out.contains("Running") && out.contains('c') && !out.contains("\na "), "{out}");
-    let out = k.ok(&["get", "pods", "--field-selector", "metadata.name=b", "-o", "name"]);
+    assert!(
+        out.contains("Running") && out.contains('c') && !out.contains("\na "),
+        "{out}"
+    );
+    let out = k.ok(&[
+        "get",
+        "pods",
+        "--field-selector",
+        "metadata.name=b",
+        "-o",
+        "name",
+    ]);
     assert_eq!(out.trim(), "pod/b");
 }
 
@@ -108,31 +200,56 @@ fn get_pods_by_label() {
 fn auth_whoami_for_admin_cert_and_token_users() {
     let sim = sim_hub_spoke();
     let k = Kubectl::new(&sim.kubeconfig_yaml());
-    let who: serde_json::Value = serde_json::from_str(&k.ok(&["--context", "hub", "auth", "whoami", "-o", "json"])).unwrap();
+    let who: serde_json::Value =
+        serde_json::from_str(&k.ok(&["--context", "hub", "auth", "whoami", "-o", "json"])).unwrap();
     assert_eq!(who["status"]["userInfo"]["username"], "system:admin");
     let spoke = sim.cluster("spoke");
-    spoke.add_static_token("tok-123", "spiffe://apps.hub.kubesim.example/ns/ztwim-gitops/sa/argocd", &[]);
-    let kt = Kubectl::new(&sim.kubeconfig_with_user("spoke-jwt", "spoke", &KubeUser::token("tok-123")));
-    let who: serde_json::Value = serde_json::from_str(&kt.ok(&["auth", "whoami", "-o", "json"])).unwrap();
-    assert_eq!(who["status"]["userInfo"]["username"], "spiffe://apps.hub.kubesim.example/ns/ztwim-gitops/sa/argocd");
-    assert_eq!(who["status"]["userInfo"]["groups"], json!(["system:authenticated"]));
+    spoke.add_static_token(
+        "tok-123",
+        "spiffe://apps.hub.kubesim.example/ns/ztwim-gitops/sa/argocd",
+        &[],
+    );
+    let kt =
+        Kubectl::new(&sim.kubeconfig_with_user("spoke-jwt", "spoke", &KubeUser::token("tok-123")));
+    let who: serde_json::Value =
+        serde_json::from_str(&kt.ok(&["auth", "whoami", "-o", "json"])).unwrap();
+    assert_eq!(
+        who["status"]["userInfo"]["username"],
+        "spiffe://apps.hub.kubesim.example/ns/ztwim-gitops/sa/argocd"
+    );
+    assert_eq!(
+        who["status"]["userInfo"]["groups"],
+        json!(["system:authenticated"])
+    );
     // Before RBAC it can list nothing.
     let out = kt.run(&["get", "ns"]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("forbidden"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = kt.run(&["auth", "can-i", "list", "namespaces"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no");
     assert!(!out.status.success());
     // A wrong token is 401.
-    let kbad = Kubectl::new(&sim.kubeconfig_with_user("spoke-bad", "spoke", &KubeUser::token("nope")));
+    let kbad =
+        Kubectl::new(&sim.kubeconfig_with_user("spoke-bad", "spoke", &KubeUser::token("nope")));
     let out = kbad.run(&["get", "ns"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("provide credentials"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("provide credentials"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // After a binding to cluster-admin it can.
     spoke.put(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "ztwim-gitops-admins"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "spiffe://apps.hub.kubesim.example/ns/ztwim-gitops/sa/argocd"}]})).unwrap();
     assert!(kt.ok(&["get", "ns"]).contains("default"));
-    assert_eq!(kt.ok(&["auth", "can-i", "list", "namespaces"]).trim(), "yes");
+    assert_eq!(
+        kt.ok(&["auth", "can-i", "list", "namespaces"]).trim(),
+        "yes"
+    );
 }
 
 #[test]
@@ -141,12 +258,19 @@ fn exec_runs_registered_commands() {
     let c = sim.cluster("k1");
     c.put(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
                  "spec": {"containers": [{"name": "main", "image": "x"}, {"name": "side", "image": "y"}]}})).unwrap();
-    c.register_command("default", "p", Some("side"), "echo", |req| ExecResult::ok(format!("{}\n", req.command[1..].join(" "))));
+    c.register_command("default", "p", Some("side"), "echo", |req| {
+        ExecResult::ok(format!("{}\n", req.command[1..].join(" ")))
+    });
     let k = Kubectl::new(&sim.kubeconfig_yaml());
     let out = k.ok(&["exec", "p", "-c", "side", "--", "echo", "hello", "world"]);
     assert_eq!(out, "hello world\n");
     let out = k.run(&["exec", "p", "-c", "main", "--", "echo", "hi"]);
-    assert_eq!(out.status.code(), Some(127), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(127),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -155,7 +279,14 @@ fn get_watch_with_timeout() {
     let c = sim.cluster("k1").clone();
     let k = Kubectl::new(&sim.kubeconfig_yaml());
     let mut child = k
-        .command(&["get", "configmaps", "-w", "--request-timeout=15s", "-o", "name"])
+        .command(&[
+            "get",
+            "configmaps",
+            "-w",
+            "--request-timeout=15s",
+            "-o",
+            "name",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -169,7 +300,10 @@ fn get_watch_with_timeout() {
             match stdout.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if tx.send(String::from_utf8_lossy(&buf[..n]).to_string()).is_err() {
+                    if tx
+                        .send(String::from_utf8_lossy(&buf[..n]).to_string())
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -179,11 +313,16 @@ fn get_watch_with_timeout() {
     let mut seen = String::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !seen.contains("kube-root-ca.crt") {
-        seen.push_str(&rx.recv_timeout(deadline - Instant::now()).expect("kubectl lists configmaps"));
+        seen.push_str(
+            &rx.recv_timeout(deadline - Instant::now())
+                .expect("kubectl lists configmaps"),
+        );
     }
     c.put(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "watched", "namespace": "default"}, "data": {"a": "1"}})).unwrap();
     while !seen.contains("configmap/watched") {
-        let chunk = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|_| panic!("watch event not seen: {seen}"));
+        let chunk = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("watch event not seen: {seen}"));
         seen.push_str(&chunk);
     }
     let _ = child.kill();

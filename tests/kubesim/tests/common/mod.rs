@@ -24,13 +24,22 @@ pub fn sim_hub_spoke() -> Sim {
 /// A kube client for one context of a kubeconfig.
 pub async fn client_for(yaml: &str, context: &str) -> kube::Client {
     let kc = kube::config::Kubeconfig::from_yaml(yaml).expect("kubeconfig parses");
-    let opts = kube::config::KubeConfigOptions { context: Some(context.to_string()), ..Default::default() };
-    let config = kube::Config::from_custom_kubeconfig(kc, &opts).await.expect("kube config");
+    let opts = kube::config::KubeConfigOptions {
+        context: Some(context.to_string()),
+        ..Default::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(kc, &opts)
+        .await
+        .expect("kube config");
     kube::Client::try_from(config).expect("kube client")
 }
 
 pub async fn admin_client(sim: &Sim, cluster: &str) -> kube::Client {
-    client_for(&sim.kubeconfig_with_user(cluster, cluster, &KubeUser::Admin), cluster).await
+    client_for(
+        &sim.kubeconfig_with_user(cluster, cluster, &KubeUser::Admin),
+        cluster,
+    )
+    .await
 }
 
 /// kubectl with its own HOME, cache dir and kubeconfig. Fails loudly when kubectl is missing.
@@ -40,13 +49,19 @@ pub struct Kubectl {
 }
 
 pub fn kubectl_path() -> PathBuf {
-    let candidates = [std::env::var_os("KUBECTL").map(PathBuf::from), Some(PathBuf::from("/usr/bin/kubectl")), Some(PathBuf::from("/usr/local/bin/kubectl"))];
+    let candidates = [
+        std::env::var_os("KUBECTL").map(PathBuf::from),
+        Some(PathBuf::from("/usr/bin/kubectl")),
+        Some(PathBuf::from("/usr/local/bin/kubectl")),
+    ];
     for c in candidates.into_iter().flatten() {
         if c.is_file() {
             return c;
         }
     }
-    panic!("kubectl not found (looked at $KUBECTL, /usr/bin/kubectl, /usr/local/bin/kubectl): the kubectl compatibility tests need it");
+    panic!(
+        "kubectl not found (looked at $KUBECTL, /usr/bin/kubectl, /usr/local/bin/kubectl): the kubectl compatibility tests need it"
+    );
 }
 
 impl Kubectl {
