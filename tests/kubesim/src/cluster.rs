@@ -372,6 +372,10 @@ pub fn prune(obj: &mut Value, schema: &Value, root: bool) {
     }
 }
 
+/// A watch from a resourceVersion older than the retained history (`410 Gone`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gone;
+
 /// Outcome of a write.
 #[derive(Debug, Clone)]
 pub struct WriteOutcome {
@@ -415,10 +419,10 @@ impl Store {
     }
 
     /// Events with a resourceVersion greater than `rv`, or `Err(())` if `rv` is too old.
-    pub fn events_since(&self, rv: u64) -> Result<Vec<Arc<Event>>, ()> {
+    pub fn events_since(&self, rv: u64) -> Result<Vec<Arc<Event>>, Gone> {
         let st = self.lock();
         if rv < st.compacted_rv {
-            return Err(());
+            return Err(Gone);
         }
         let start = st.events.partition_point(|e| e.rv <= rv);
         Ok(st.events.range(start..).cloned().collect())
@@ -559,10 +563,11 @@ impl Store {
                 // Unknown fields are pruned (with a warning) rather than rejected.
                 let before = obj.clone();
                 prune(obj, v.openapi(), true);
-                if mode == FieldValidation::Warn && before != *obj {
-                    if let Err(errors) = validator.validate(&before) {
-                        warnings.extend(errors.into_iter().filter(|e| e.contains("unknown field")));
-                    }
+                if mode == FieldValidation::Warn
+                    && before != *obj
+                    && let Err(errors) = validator.validate(&before)
+                {
+                    warnings.extend(errors.into_iter().filter(|e| e.contains("unknown field")));
                 }
             }
             if let Err(errors) = validator.validate(obj) {
@@ -578,21 +583,19 @@ impl Store {
         let mut errors = Vec::new();
         if name.is_empty() {
             errors.push("metadata.name: Required value: name or generateName is required".into());
-        } else if name.len() > 253
+        } else if (name.len() > 253
             || !name.chars().all(|c| {
                 c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | ':')
-            })
+            }))
+            && rt.origin == Origin::BuiltIn
+            && !matches!(
+                rt.plural.as_str(),
+                "clusterroles" | "clusterrolebindings" | "roles" | "rolebindings"
+            )
         {
-            if rt.origin == Origin::BuiltIn
-                && !matches!(
-                    rt.plural.as_str(),
-                    "clusterroles" | "clusterrolebindings" | "roles" | "rolebindings"
-                )
-            {
-                errors.push(format!(
+            errors.push(format!(
                     "metadata.name: Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'"
                 ));
-            }
         }
         if matches!(rt.plural.as_str(), "configmaps" | "secrets") && rt.group.is_empty() {
             for key in ["data", "stringData"] {
@@ -674,21 +677,21 @@ impl Store {
         if !obj.is_object() {
             return Err(ApiError::bad_request("the body must be a JSON object"));
         }
-        if let Some(av) = obj.get("apiVersion").and_then(Value::as_str) {
-            if av != rt.group_version() {
-                return Err(ApiError::bad_request(format!(
-                    "the API version in the data ({av}) does not match the expected API version ({})",
-                    rt.group_version()
-                )));
-            }
+        if let Some(av) = obj.get("apiVersion").and_then(Value::as_str)
+            && av != rt.group_version()
+        {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({})",
+                rt.group_version()
+            )));
         }
-        if let Some(k) = obj.get("kind").and_then(Value::as_str) {
-            if k != rt.kind {
-                return Err(ApiError::bad_request(format!(
-                    "the kind in the data ({k}) does not match the expected kind ({})",
-                    rt.kind
-                )));
-            }
+        if let Some(k) = obj.get("kind").and_then(Value::as_str)
+            && k != rt.kind
+        {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                rt.kind
+            )));
         }
         obj["apiVersion"] = json!(rt.group_version());
         obj["kind"] = json!(rt.kind);
@@ -719,16 +722,15 @@ impl Store {
             .get("name")
             .and_then(Value::as_str)
             .is_none_or(str::is_empty)
+            && let Some(prefix) = meta.get("generateName").and_then(Value::as_str)
         {
-            if let Some(prefix) = meta.get("generateName").and_then(Value::as_str) {
-                let suffix: String = (0..5)
-                    .map(|_| {
-                        let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
-                        alphabet[rand::random_range(0..alphabet.len())] as char
-                    })
-                    .collect();
-                meta.insert("name".into(), json!(format!("{prefix}{suffix}")));
-            }
+            let suffix: String = (0..5)
+                .map(|_| {
+                    let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
+                    alphabet[rand::random_range(0..alphabet.len())] as char
+                })
+                .collect();
+            meta.insert("name".into(), json!(format!("{prefix}{suffix}")));
         }
         let name = meta
             .get("name")
@@ -800,10 +802,12 @@ impl Store {
                 meta.remove("managedFields");
             }
         }
-        if opts.actor == Actor::Api && rt.status_subresource && rt.plural != "namespaces" {
-            if let Some(m) = obj.as_object_mut() {
-                m.remove("status");
-            }
+        if opts.actor == Actor::Api
+            && rt.status_subresource
+            && rt.plural != "namespaces"
+            && let Some(m) = obj.as_object_mut()
+        {
+            m.remove("status");
         }
         let warnings = if opts.actor == Actor::Api {
             Self::validate(rt, &mut obj, opts.field_validation)?
@@ -920,14 +924,14 @@ impl Store {
         else {
             return Err(ApiError::not_found(rt, name));
         };
-        if let Some(rv) = meta_str(&obj, "resourceVersion") {
-            if rv != meta_str(&old, "resourceVersion").unwrap_or_default() {
-                return Err(ApiError::conflict(
-                    rt,
-                    name,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                ));
-            }
+        if let Some(rv) = meta_str(&obj, "resourceVersion")
+            && rv != meta_str(&old, "resourceVersion").unwrap_or_default()
+        {
+            return Err(ApiError::conflict(
+                rt,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
         }
         let body_has_managed = obj.pointer("/metadata/managedFields").is_some();
         if !body_has_managed {
@@ -1228,14 +1232,14 @@ impl Store {
                 ));
             }
         }
-        if let Some(rv) = meta_str(patch, "resourceVersion") {
-            if Some(rv) != meta_str(&old, "resourceVersion") {
-                return Err(ApiError::conflict(
-                    rt,
-                    name,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                ));
-            }
+        if let Some(rv) = meta_str(patch, "resourceVersion")
+            && Some(rv) != meta_str(&old, "resourceVersion")
+        {
+            return Err(ApiError::conflict(
+                rt,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
         }
         let key2 = Self::normalise_identity(rt, ns, &mut obj)?;
         if key2 != key {
@@ -1367,9 +1371,9 @@ impl Store {
         else {
             return;
         };
-        if !nsobj
+        if nsobj
             .pointer("/metadata/deletionTimestamp")
-            .is_some_and(|v| !v.is_null())
+            .is_none_or(|v| v.is_null())
         {
             return;
         }

@@ -35,7 +35,7 @@ pub(crate) fn spawn(
         loop {
             let events = match store.events_since(last) {
                 Ok(e) => e,
-                Err(()) => {
+                Err(crate::cluster::Gone) => {
                     last = store.current_rv();
                     continue;
                 }

@@ -290,16 +290,16 @@ async fn handle(
             };
             c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
-    } else if let Route::UnknownResource(_) = &route {
-        if matches!(
+    } else if let Route::UnknownResource(_) = &route
+        && matches!(
             *req.method(),
             Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-        ) {
-            core.store
-                .counters
-                .mutating_requests
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
+        )
+    {
+        core.store
+            .counters
+            .mutating_requests
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
     let delay = core.faults.latency(
         verb,
@@ -780,15 +780,15 @@ fn jsonpath_value(obj: &Value, path: &str) -> Value {
         if let Some(f) = filter {
             if let Ok(i) = f.parse::<usize>() {
                 cur = cur.into_iter().filter_map(|v| v.get(i).cloned()).collect();
-            } else if let Some(cond) = f.strip_prefix("?(@.").and_then(|c| c.strip_suffix(')')) {
-                if let Some((k, want)) = cond.split_once("==") {
-                    let want = want.trim_matches(|c| c == '"' || c == '\'');
-                    cur = cur
-                        .into_iter()
-                        .flat_map(|v| v.as_array().cloned().unwrap_or_default())
-                        .filter(|e| e.get(k).and_then(Value::as_str) == Some(want))
-                        .collect();
-                }
+            } else if let Some(cond) = f.strip_prefix("?(@.").and_then(|c| c.strip_suffix(')'))
+                && let Some((k, want)) = cond.split_once("==")
+            {
+                let want = want.trim_matches(|c| c == '"' || c == '\'');
+                cur = cur
+                    .into_iter()
+                    .flat_map(|v| v.as_array().cloned().unwrap_or_default())
+                    .filter(|e| e.get(k).and_then(Value::as_str) == Some(want))
+                    .collect();
             }
         }
     }
@@ -811,9 +811,7 @@ fn to_table(rt: &ResourceType, items: &[Value], rv: &str, cont: Option<&str>) ->
             })
             .filter(|(_, p)| p != ".metadata.creationTimestamp")
             .collect()
-    } else if rt.plural == "pods" {
-        vec![("Status".into(), ".status.phase".into())]
-    } else if rt.plural == "namespaces" {
+    } else if rt.plural == "pods" || rt.plural == "namespaces" {
         vec![("Status".into(), ".status.phase".into())]
     } else {
         Vec::new()
@@ -940,7 +938,7 @@ fn watch(
         loop {
             let events = match store.events_since(last) {
                 Ok(e) => e,
-                Err(()) => {
+                Err(crate::cluster::Gone) => {
                     let e = ApiError::new(
                         410,
                         "Expired",
@@ -956,7 +954,7 @@ fn watch(
                     continue;
                 }
                 let now_matches = ev.event_type != EventType::Deleted && matches(&ev.object);
-                let was = ev.old.as_ref().is_some_and(|o| matches(o));
+                let was = ev.old.as_ref().is_some_and(&matches);
                 let kind = match (ev.event_type, was, now_matches) {
                     (EventType::Deleted, _, _) if matches(&ev.object) => "DELETED",
                     (EventType::Added, _, true) => "ADDED",
@@ -1115,16 +1113,16 @@ fn accept_of(req: &Request<Incoming>) -> String {
 /// The aggregated discovery version the client accepts, if any.
 fn aggregated_version(accept: &str) -> Option<&'static str> {
     let offers: Vec<&str> = accept.split(',').map(str::trim).collect();
-    for v in ["v2", "v2beta1"] {
-        if offers.iter().any(|o| {
-            o.contains("as=APIGroupDiscoveryList")
-                && o.contains("g=apidiscovery.k8s.io")
-                && o.split(';').any(|p| p.trim() == format!("v={v}"))
-        }) {
-            return Some(v);
-        }
-    }
-    None
+    ["v2", "v2beta1"]
+        .into_iter()
+        .find(|&v| {
+            offers.iter().any(|o| {
+                o.contains("as=APIGroupDiscoveryList")
+                    && o.contains("g=apidiscovery.k8s.io")
+                    && o.split(';').any(|p| p.trim() == format!("v={v}"))
+            })
+        })
+        .map(|v| v as _)
 }
 
 fn discovery_group(core: &ClusterCore, group: &str) -> Value {
