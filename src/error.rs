@@ -65,6 +65,17 @@ pub fn exit_code_of(err: &anyhow::Error) -> ExitCode {
         .unwrap_or(ExitCode::Failure)
 }
 
+/// A new error with `msg` and the same exit code as `err`.
+pub fn with_message(err: &anyhow::Error, msg: String) -> anyhow::Error {
+    match err.chain().find_map(|c| c.downcast_ref::<Error>()) {
+        Some(Error::Input(_)) => Error::Input(msg).into(),
+        Some(Error::Preflight(_)) => Error::Preflight(msg).into(),
+        Some(Error::Verification(_)) => Error::Verification(msg).into(),
+        Some(Error::Timeout(_)) => Error::Timeout(msg).into(),
+        None => anyhow::anyhow!(msg),
+    }
+}
+
 /// One line for the user: the context chain joined with ": ".
 pub fn one_line(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();

@@ -8,9 +8,12 @@ pub mod cli;
 pub mod error;
 pub mod kube;
 pub mod output;
+pub mod preflight;
 pub mod profile;
 pub mod render;
 pub mod validate;
+pub mod verify;
+pub mod workflow;
 
 use std::ffi::OsString;
 

@@ -65,6 +65,8 @@ pub struct Ztwim {
     pub namespace: String,
     pub operator: OlmOperator,
     pub cluster_name: String,
+    /// The oldest OpenShift version ZTWIM supports on the hub.
+    pub hub_min_version: MinorVersion,
     /// The OIDC discovery provider's host is `<oidcHostPrefix>.<apps domain>`.
     pub oidc_host_prefix: String,
     pub ca_subject: CaSubject,

@@ -1,6 +1,8 @@
 //! The command line: global options and one file per command (args + exec: complete, validate, run).
 
+pub mod bootstrap;
 pub mod completions;
+pub mod live;
 pub mod render;
 
 use std::path::PathBuf;
@@ -59,6 +61,7 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Render(render::RenderArgs),
+    Bootstrap(bootstrap::BootstrapArgs),
     Completions(completions::CompletionsArgs),
 }
 
@@ -66,6 +69,7 @@ pub enum Command {
 pub fn execute(cli: Cli, printer: &Printer) -> anyhow::Result<()> {
     match &cli.command {
         Command::Render(args) => render::exec(&cli.global, args, printer),
+        Command::Bootstrap(args) => bootstrap::exec(&cli.global, args, printer),
         Command::Completions(args) => completions::exec(args, printer),
     }
 }

@@ -1,0 +1,259 @@
+//! `ztwim-hub bootstrap --context HUB`: the hub, end to end: ZTWIM (SPIRE), its OIDC issuer, OpenShift
+//! GitOps and an Argo CD instance whose pods obtain JWT-SVIDs, each step applied, awaited and verified.
+
+use std::sync::Mutex;
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::json;
+
+use super::GlobalArgs;
+use super::live::LiveArgs;
+use super::render::HubValueArgs;
+use crate::error;
+use crate::kube::apply::{Applier, DryRun, api_for};
+use crate::kube::client::{Cluster, Kubeconfigs};
+use crate::kube::kinds;
+use crate::output::{OutputFormat, Printer};
+use crate::profile::Profile;
+use crate::render::Renderer;
+use crate::render::plan::Plan;
+use crate::render::values::{BootstrapValues, HubInputs};
+use crate::workflow::hub::{self, HubRun};
+use crate::workflow::{Runner, StepReport};
+
+fn after_help() -> String {
+    format!(
+        "Steps, in order (--skip/--only take these names):\n{}\n\nValues not given are discovered: the apps domain from DNS cluster, the channel from the \
+PackageManifest, the trust domain and cluster name from an existing install. A re-run changes nothing and verifies \
+again.\n\nExamples:\n  ztwim-hub bootstrap --context hub --dry-run=client\n  ztwim-hub bootstrap --context hub --yes -o json",
+        hub::step_help()
+    )
+}
+
+/// Set up the hub: SPIRE (ZTWIM), its OIDC issuer, and Argo CD with SPIFFE identities.
+///
+/// Installs ZTWIM from OLM with its operands, publishes SPIRE's OIDC issuer, installs OpenShift GitOps and
+/// an Argo CD instance whose server and application controller obtain JWT-SVIDs; every step is applied
+/// with server-side apply, awaited with watches, and verified.
+#[derive(Debug, Args)]
+#[command(after_help = after_help())]
+pub struct BootstrapArgs {
+    /// The hub's kube context.
+    #[arg(long, value_name = "CONTEXT")]
+    pub context: String,
+    #[command(flatten)]
+    pub hub: HubValueArgs,
+    /// Audience of the JWT-SVIDs the identity step obtains [default: the profile's spoke audience].
+    #[arg(long, value_name = "AUDIENCE")]
+    pub audience: Option<String>,
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+pub fn exec(global: &GlobalArgs, args: &BootstrapArgs, printer: &Printer) -> Result<()> {
+    // Validate what needs no cluster before contacting one.
+    let profile = Profile::load(global.profile.as_deref().unwrap_or("openshift"))?;
+    let renderer = Renderer::new(global.templates_dir.as_deref())?;
+    let steps = hub::steps();
+    let names: Vec<&str> = steps.iter().map(|s| s.name()).collect();
+    args.live.selection().validate(&names)?;
+    args.live.ignore().validate(&hub::check_names())?;
+    args.live.check_consent_possible("bootstrap")?;
+    let audience = args
+        .audience
+        .clone()
+        .unwrap_or_else(|| profile.spoke.audience.clone());
+    if audience.trim().is_empty() || audience.contains(char::is_whitespace) {
+        return Err(error::input(format!(
+            "--audience {audience:?}: an audience is one word without spaces"
+        )));
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let kubeconfigs = Kubeconfigs::load(global.kubeconfig.as_deref())?;
+        let cluster = kubeconfigs.cluster("--context", &args.context).await?;
+        let version = cluster.version().await?;
+        printer.debug(1, format!("{}: {} (Kubernetes {})", cluster.context, cluster.server, version.git_version));
+        let (values, warnings) = discover(&cluster, &profile, &args.hub).await?;
+        let plan = Plan::render(&renderer, &profile.manifests.bootstrap, &profile, &values, None)?;
+        for w in &warnings {
+            printer.warn(w);
+        }
+        if args.live.dry_run == Some(DryRun::Client) {
+            let text = match printer.format() {
+                OutputFormat::Json => plan.to_json()?,
+                _ => plan.to_yaml()?,
+            };
+            printer.data(&text)?;
+            return Ok(());
+        }
+        args.live.confirm(
+            printer,
+            &format!(
+                "bootstrap will change cluster {} ({}): install ZTWIM ({} objects in all), trust domain {}, issuer {}, Argo CD in {}",
+                cluster.context,
+                cluster.server,
+                plan.objects.len(),
+                values.trust_domain,
+                values.jwt_issuer,
+                values.gitops_namespace
+            ),
+            &format!("Bootstrap {}?", cluster.context),
+        )?;
+        let ctx = HubRun {
+            printer: printer.clone(),
+            profile: profile.clone(),
+            hub: cluster,
+            values,
+            plan,
+            applier: Applier { dry_run: args.live.dry_run, force: args.live.force },
+            timeout: args.live.timeout,
+            exec_timeout: args.live.exec_timeout,
+            audience,
+            ignore: args.live.ignore(),
+            facts: Mutex::new(hub::Facts { warnings, ..Default::default() }),
+        };
+        let runner = Runner { steps: &steps, selection: args.live.selection() };
+        let (reports, result) = runner.run(&ctx).await;
+        report(printer, &ctx, &reports, result.as_ref().err())?;
+        result
+    })
+}
+
+/// Fills in what the flags leave open from the cluster, then validates and derives the values.
+async fn discover(
+    cluster: &Cluster,
+    profile: &Profile,
+    args: &HubValueArgs,
+) -> Result<(BootstrapValues, Vec<String>)> {
+    let app_domain = match &args.app_domain {
+        Some(d) => d.clone(),
+        None => {
+            let kind = kinds::find("config.openshift.io/v1", "DNS").expect("a known kind");
+            let dns = api_for(cluster, kind, None)
+                .get_opt("cluster")
+                .await
+                .ok()
+                .flatten();
+            let base = dns
+                .as_ref()
+                .and_then(|d| d.data.pointer("/spec/baseDomain"))
+                .and_then(|b| b.as_str())
+                .filter(|b| !b.is_empty())
+                .ok_or_else(|| {
+                    error::input(format!(
+                        "cannot discover the apps domain of {}: DNS cluster has no spec.baseDomain; pass --app-domain",
+                        cluster.context
+                    ))
+                })?;
+            format!("apps.{base}")
+        }
+    };
+    let op = &profile.ztwim.operator;
+    let channel = match (&args.channel, &op.channel) {
+        (Some(c), _) | (None, Some(c)) => c.clone(),
+        (None, None) => {
+            let found = hub::package_channels(cluster, &op.source_namespace, &op.package)
+                .await
+                .ok()
+                .flatten();
+            match found {
+                Some((Some(default), _)) => default,
+                Some((None, channels)) => {
+                    return Err(error::input(format!(
+                        "package {} has no default channel; pass --channel (channels: {})",
+                        op.package,
+                        channels.join(", ")
+                    )));
+                }
+                None => {
+                    return Err(error::input(format!(
+                        "package {} is not in the catalog of {} (no PackageManifest in {}); is the {} CatalogSource available? Or pass --channel",
+                        op.package, cluster.context, op.source_namespace, op.source
+                    )));
+                }
+            }
+        }
+    };
+    let existing = hub::existing_ztwim(cluster).await.ok().flatten();
+    let inputs = HubInputs {
+        app_domain,
+        ztwim_channel: channel,
+        trust_domain: args
+            .trust_domain
+            .clone()
+            .or_else(|| existing.as_ref().map(|(td, _)| td.clone())),
+        cluster_name: args
+            .cluster_name
+            .clone()
+            .or_else(|| existing.as_ref().map(|(_, cn)| cn.clone())),
+        gitops_namespace: args.gitops_namespace.clone(),
+        exec_auth_url: args.exec_auth_url.clone(),
+        exec_auth_sha256: args.exec_auth_sha256.clone(),
+    };
+    BootstrapValues::resolve(profile, &inputs)
+}
+
+fn report(
+    printer: &Printer,
+    ctx: &HubRun,
+    reports: &[StepReport],
+    error: Option<&anyhow::Error>,
+) -> Result<()> {
+    let facts = ctx.facts.lock().expect("facts").clone();
+    let v = &ctx.values;
+    match printer.format() {
+        OutputFormat::Json | OutputFormat::Yaml => {
+            let doc = json!({
+                "command": "bootstrap",
+                "context": ctx.hub.context,
+                "result": if error.is_some() { "failed" } else { "ok" },
+                "error": error.map(crate::error::one_line),
+                "dryRun": ctx.applier.dry_run,
+                "values": {
+                    "appDomain": v.app_domain,
+                    "trustDomain": v.trust_domain,
+                    "clusterName": v.cluster_name,
+                    "issuerURL": v.jwt_issuer,
+                    "routeHost": facts.route_host,
+                    "gitopsNamespace": v.gitops_namespace,
+                    "ztwimChannel": v.ztwim_channel,
+                    "spiffeIDs": {"server": v.identities.server, "controller": v.identities.controller},
+                },
+                "steps": reports,
+                "identities": facts.identities,
+                "warnings": facts.warnings,
+            });
+            let text = if printer.format() == OutputFormat::Json {
+                serde_json::to_string_pretty(&doc)? + "\n"
+            } else {
+                crate::render::plan::to_yaml(&doc)?
+            };
+            printer.data(&text)?;
+        }
+        OutputFormat::Text => {
+            let table = crate::workflow::table(reports);
+            if error.is_some() {
+                printer.info(table.trim_end());
+            } else {
+                let mut out = table;
+                out.push_str(&format!(
+                    "\nissuer:        {}\ntrust domain:  {}\nArgo CD:       {} in {}\nSPIFFE IDs:    {}\n               {}\n",
+                    v.jwt_issuer,
+                    v.trust_domain,
+                    ctx.profile.gitops.instance,
+                    v.gitops_namespace,
+                    v.identities.server,
+                    v.identities.controller
+                ));
+                printer.data(&out)?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! Kube contexts to clients. The kubeconfig comes from `--kubeconfig`, else `$KUBECONFIG` (several files
+//! merged, kubectl's rules), else `~/.kube/config`; each cluster is named by its context.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
+
+use crate::error;
+
+/// How a kubeconfig user authenticates: the lockout guard of `add-spoke` needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Credential {
+    ClientCertificate,
+    BearerToken,
+    ExecPlugin,
+    AuthProvider,
+    Basic,
+    None,
+}
+
+impl Credential {
+    fn of(user: &AuthInfo) -> Credential {
+        if user.client_certificate.is_some() || user.client_certificate_data.is_some() {
+            Credential::ClientCertificate
+        } else if user.token.is_some() || user.token_file.is_some() {
+            Credential::BearerToken
+        } else if user.exec.is_some() {
+            Credential::ExecPlugin
+        } else if user.auth_provider.is_some() {
+            Credential::AuthProvider
+        } else if user.username.is_some() {
+            Credential::Basic
+        } else {
+            Credential::None
+        }
+    }
+}
+
+/// The merged kubeconfig and where it came from (for messages).
+pub struct Kubeconfigs {
+    config: Kubeconfig,
+    source: String,
+}
+
+/// One cluster, reached through a named context.
+#[derive(Clone)]
+pub struct Cluster {
+    pub context: String,
+    /// The flag that named the context (for messages): `--context`, `--hub-context`, ...
+    pub flag: String,
+    pub client: kube::Client,
+    /// The API server URL from the kubeconfig.
+    pub server: String,
+    /// The API server's CA (PEM) from the kubeconfig, if it has one.
+    pub ca_pem: Option<String>,
+    pub credential: Credential,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("context", &self.context)
+            .field("server", &self.server)
+            .finish()
+    }
+}
+
+impl Kubeconfigs {
+    pub fn load(flag: Option<&Path>) -> Result<Kubeconfigs> {
+        let fail = |source: &str, e: &dyn std::fmt::Display| {
+            error::input(format!(
+                "cannot read the kubeconfig {source} ({e}); pass --kubeconfig PATH"
+            ))
+        };
+        if let Some(path) = flag {
+            let source = path.display().to_string();
+            let config = Kubeconfig::read_from(path).map_err(|e| fail(&source, &e))?;
+            return Ok(Kubeconfigs { config, source });
+        }
+        match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+            Some(value) => {
+                let source = format!("$KUBECONFIG ({})", value.to_string_lossy());
+                let config = Kubeconfig::from_env()
+                    .map_err(|e| fail(&source, &e))?
+                    .unwrap_or_default();
+                Ok(Kubeconfigs { config, source })
+            }
+            None => {
+                let home = std::env::var_os("HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_default();
+                let path = home.join(".kube").join("config");
+                let source = path.display().to_string();
+                let config = Kubeconfig::read_from(&path).map_err(|e| fail(&source, &e))?;
+                Ok(Kubeconfigs { config, source })
+            }
+        }
+    }
+
+    pub fn contexts(&self) -> Vec<String> {
+        self.config
+            .contexts
+            .iter()
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
+    /// A client for `context`. Nothing is sent to the cluster yet.
+    pub async fn cluster(&self, flag: &str, context: &str) -> Result<Cluster> {
+        let named = self.config.contexts.iter().find(|c| c.name == context).ok_or_else(|| {
+            let known = self.contexts();
+            error::input(format!(
+                "{flag} {context}: no such context in {} (contexts: {}); see 'kubectl config get-contexts'",
+                self.source,
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            ))
+        })?;
+        let ctx = named.context.clone().unwrap_or_default();
+        let cluster = self
+            .config
+            .clusters
+            .iter()
+            .find(|c| c.name == ctx.cluster)
+            .and_then(|c| c.cluster.clone())
+            .ok_or_else(|| {
+                error::input(format!(
+                    "{flag} {context}: the context's cluster {:?} is not in {}",
+                    ctx.cluster, self.source
+                ))
+            })?;
+        let user = ctx
+            .user
+            .as_ref()
+            .and_then(|u| self.config.auth_infos.iter().find(|a| &a.name == u))
+            .and_then(|a| a.auth_info.clone())
+            .unwrap_or_default();
+        let options = KubeConfigOptions {
+            context: Some(context.to_string()),
+            ..Default::default()
+        };
+        let mut config = kube::Config::from_custom_kubeconfig(self.config.clone(), &options)
+            .await
+            .map_err(|e| {
+                error::input(format!(
+                    "{flag} {context}: the kubeconfig entry is not usable ({e})"
+                ))
+            })?;
+        config.connect_timeout = Some(Duration::from_secs(10));
+        config.read_timeout = Some(Duration::from_secs(60));
+        let client = kube::Client::try_from(config)
+            .map_err(|e| error::input(format!("{flag} {context}: cannot build a client ({e})")))?;
+        let ca_pem = match (
+            &cluster.certificate_authority_data,
+            &cluster.certificate_authority,
+        ) {
+            (Some(data), _) => {
+                use base64::Engine;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(data.trim())
+                    .map_err(|e| {
+                        error::input(format!(
+                            "{flag} {context}: certificate-authority-data is not base64 ({e})"
+                        ))
+                    })?;
+                Some(String::from_utf8_lossy(&bytes).into_owned())
+            }
+            (None, Some(path)) => Some(std::fs::read_to_string(path).map_err(|e| {
+                error::input(format!(
+                    "{flag} {context}: cannot read certificate-authority {path} ({e})"
+                ))
+            })?),
+            (None, None) => None,
+        };
+        Ok(Cluster {
+            context: context.to_string(),
+            flag: flag.to_string(),
+            client,
+            server: cluster.server.unwrap_or_default(),
+            ca_pem,
+            credential: Credential::of(&user),
+        })
+    }
+}
+
+impl Cluster {
+    /// The API server's version (`/version`): also the reachability check. An unreachable server or a
+    /// rejected credential is bad input (exit 2): nothing was touched.
+    pub async fn version(&self) -> Result<k8s_openapi::apimachinery::pkg::version::Info> {
+        self.client.apiserver_version().await.map_err(|e| {
+            error::input(format!(
+                "{} {}: cannot reach the API server at {} ({}); check the context, the network and your credentials",
+                self.flag,
+                self.context,
+                self.server,
+                describe_kube_error(&e)
+            ))
+        })
+    }
+}
+
+/// A short description of a kube error: the API status message, or the innermost cause.
+pub fn describe_kube_error(err: &kube::Error) -> String {
+    match err {
+        kube::Error::Api(status) => {
+            format!("{} {}: {}", status.code, status.reason, status.message)
+        }
+        other => {
+            let mut source: &dyn std::error::Error = other;
+            let mut text = other.to_string();
+            while let Some(next) = source.source() {
+                text = next.to_string();
+                source = next;
+            }
+            text
+        }
+    }
+}
+
+/// The HTTP status code of a kube API error, if it is one.
+pub fn status_code(err: &kube::Error) -> Option<u16> {
+    match err {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
+    }
+}
