@@ -11,6 +11,7 @@ pub mod output;
 pub mod preflight;
 pub mod profile;
 pub mod render;
+pub mod state;
 pub mod validate;
 pub mod verify;
 pub mod workflow;

@@ -1,8 +1,10 @@
 //! The command line: global options and one file per command (args + exec: complete, validate, run).
 
+pub mod add_spoke;
 pub mod bootstrap;
 pub mod completions;
 pub mod live;
+pub mod remove_spoke;
 pub mod render;
 
 use std::path::PathBuf;
@@ -62,6 +64,8 @@ pub struct GlobalArgs {
 pub enum Command {
     Render(render::RenderArgs),
     Bootstrap(bootstrap::BootstrapArgs),
+    AddSpoke(add_spoke::AddSpokeArgs),
+    RemoveSpoke(remove_spoke::RemoveSpokeArgs),
     Completions(completions::CompletionsArgs),
 }
 
@@ -70,6 +74,8 @@ pub fn execute(cli: Cli, printer: &Printer) -> anyhow::Result<()> {
     match &cli.command {
         Command::Render(args) => render::exec(&cli.global, args, printer),
         Command::Bootstrap(args) => bootstrap::exec(&cli.global, args, printer),
+        Command::AddSpoke(args) => add_spoke::exec(&cli.global, args, printer),
+        Command::RemoveSpoke(args) => remove_spoke::exec(&cli.global, args, printer),
         Command::Completions(args) => completions::exec(args, printer),
     }
 }

@@ -37,11 +37,15 @@ pub enum Change {
     Pending,
     /// Client dry-run: planned, not sent.
     Planned,
+    Deleted,
+    WouldDelete,
+    /// Deleting something that is not there.
+    Absent,
 }
 
 impl Change {
     pub fn is_write(self) -> bool {
-        matches!(self, Change::Created | Change::Configured)
+        matches!(self, Change::Created | Change::Configured | Change::Deleted)
     }
 
     pub fn label(self) -> &'static str {
@@ -53,6 +57,9 @@ impl Change {
             Change::WouldConfigure => "would be configured",
             Change::Pending => "pending (its API is not served yet)",
             Change::Planned => "planned",
+            Change::Deleted => "deleted",
+            Change::WouldDelete => "would be deleted",
+            Change::Absent => "already absent",
         }
     }
 }
@@ -134,6 +141,85 @@ impl Applier {
                 }
             }
         })
+    }
+}
+
+impl Applier {
+    /// Whether this applier changes clusters (not a dry run).
+    pub fn writes(&self) -> bool {
+        self.dry_run.is_none()
+    }
+
+    /// Deletes an object if it exists (foreground, so dependents go first).
+    pub async fn delete(
+        &self,
+        cluster: &Cluster,
+        kind: &Kind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Change> {
+        if self.dry_run == Some(DryRun::Client) {
+            return Ok(Change::Planned);
+        }
+        let api = api_for(cluster, kind, namespace);
+        match api.get_opt(name).await {
+            Ok(None) => return Ok(Change::Absent),
+            Err(e) if status_code(&e) == Some(404) => return Ok(Change::Absent),
+            Err(e) => {
+                return Err(anyhow::anyhow!(
+                    "reading {} {name} on {}: {}",
+                    kind.kind,
+                    cluster.context,
+                    describe_kube_error(&e)
+                ));
+            }
+            Ok(Some(_)) => {}
+        }
+        let mut params = kube::api::DeleteParams::foreground();
+        if self.dry_run == Some(DryRun::Server) {
+            params = params.dry_run();
+        }
+        match api.delete(name, &params).await {
+            Ok(_) if self.dry_run.is_some() => Ok(Change::WouldDelete),
+            Ok(_) => Ok(Change::Deleted),
+            Err(e) if status_code(&e) == Some(404) => Ok(Change::Absent),
+            Err(e) => Err(anyhow::anyhow!(
+                "deleting {} {name} on {}: {}",
+                kind.kind,
+                cluster.context,
+                describe_kube_error(&e)
+            )),
+        }
+    }
+
+    /// A JSON merge patch (e.g. to remove a field another manager set), in the same mode as applies.
+    pub async fn merge_patch(
+        &self,
+        cluster: &Cluster,
+        kind: &Kind,
+        namespace: Option<&str>,
+        name: &str,
+        patch: Value,
+    ) -> Result<()> {
+        if self.dry_run == Some(DryRun::Client) {
+            return Ok(());
+        }
+        let api = api_for(cluster, kind, namespace);
+        let mut params = PatchParams::default();
+        if self.dry_run == Some(DryRun::Server) {
+            params = params.dry_run();
+        }
+        api.patch(name, &params, &Patch::Merge(patch))
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "patching {} {name} on {}: {}",
+                    kind.kind,
+                    cluster.context,
+                    describe_kube_error(&e)
+                )
+            })?;
+        Ok(())
     }
 }
 

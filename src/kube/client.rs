@@ -226,3 +226,51 @@ pub fn status_code(err: &kube::Error) -> Option<u16> {
         _ => None,
     }
 }
+
+/// A client for `server` that authenticates with `token` (e.g. a JWT-SVID), trusting `ca_pem` (or the
+/// system roots), the way Argo CD will call the spoke.
+pub fn token_client(
+    server: &str,
+    ca_pem: Option<&str>,
+    insecure: bool,
+    token: &crate::verify::identity::Token,
+) -> Result<kube::Client> {
+    let url: http::Uri = server
+        .parse()
+        .map_err(|e| error::input(format!("{server:?} is not a URL ({e})")))?;
+    let mut config = kube::Config::new(url);
+    if let Some(pem) = ca_pem {
+        let mut ders = Vec::new();
+        for pem in x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes()) {
+            let pem =
+                pem.map_err(|e| anyhow::anyhow!("the CA bundle for {server} is not PEM ({e})"))?;
+            ders.push(pem.contents);
+        }
+        config.root_cert = Some(ders);
+    }
+    config.accept_invalid_certs = insecure;
+    config.connect_timeout = Some(Duration::from_secs(10));
+    config.read_timeout = Some(Duration::from_secs(30));
+    config.auth_info = AuthInfo {
+        token: Some(token.expose().to_string().into()),
+        ..Default::default()
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Who the API server says the client is (SelfSubjectReview): (username, groups).
+pub async fn whoami(client: &kube::Client) -> Result<(String, Vec<String>), kube::Error> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let api: kube::Api<SelfSubjectReview> = kube::Api::all(client.clone());
+    let review = api
+        .create(
+            &kube::api::PostParams::default(),
+            &SelfSubjectReview::default(),
+        )
+        .await?;
+    let info = review.status.and_then(|s| s.user_info).unwrap_or_default();
+    Ok((
+        info.username.unwrap_or_default(),
+        info.groups.unwrap_or_default(),
+    ))
+}

@@ -232,3 +232,38 @@ pub fn pods_ready(objects: &[DynamicObject]) -> Readiness {
         Readiness::NotReady(format!("not ready: {}", not_ready.join(", ")))
     }
 }
+
+/// A Ready pod matching `selector` in `namespace` (waits for one).
+pub async fn ready_pod(
+    cluster: &Cluster,
+    namespace: &str,
+    selector: &str,
+    timeout: Duration,
+) -> Result<DynamicObject> {
+    let pod_kind = super::kinds::find("v1", "Pod").expect("a known kind");
+    let is_ready =
+        |p: &DynamicObject| matches!(condition(p, "Ready"), Some((s, _, _)) if s == "True");
+    let pods = until(
+        cluster,
+        Target {
+            kind: pod_kind,
+            namespace: Some(namespace),
+            name: None,
+            label_selector: Some(selector),
+        },
+        &format!("a Ready pod {selector} in {namespace}"),
+        timeout,
+        |objs| {
+            if objs.iter().any(is_ready) {
+                Readiness::Ready
+            } else {
+                pods_ready(objs)
+            }
+        },
+    )
+    .await?;
+    Ok(pods
+        .into_iter()
+        .find(is_ready)
+        .expect("the wait returned a Ready pod"))
+}

@@ -150,6 +150,21 @@ pub async fn exec(
     }
 }
 
+/// A bearer token held only in memory: never printed (its Debug is redacted), never serialized.
+pub struct Token(String);
+
+impl Token {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
 /// Obtains a JWT-SVID in `pod` and verifies it: signature against `jwks`, `iss`, `aud`, `sub`, `exp`.
 #[allow(clippy::too_many_arguments)]
 pub async fn prove(
@@ -163,6 +178,34 @@ pub async fn prove(
     expected_sub: &str,
     timeout: Duration,
 ) -> Result<Proven> {
+    obtain(
+        cluster,
+        namespace,
+        pod,
+        container,
+        plugin,
+        jwks,
+        issuer,
+        expected_sub,
+        timeout,
+    )
+    .await
+    .map(|(proven, _)| proven)
+}
+
+/// Like [`prove`], and also returns the token, for a request made with it.
+#[allow(clippy::too_many_arguments)]
+pub async fn obtain(
+    cluster: &Cluster,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    plugin: &Plugin,
+    jwks: &JwkSet,
+    issuer: &str,
+    expected_sub: &str,
+    timeout: Duration,
+) -> Result<(Proven, Token)> {
     let (stdout, stderr, code) =
         exec(cluster, namespace, pod, container, &plugin.argv(), timeout).await?;
     let where_ = format!("pod {namespace}/{pod} container {container}");
@@ -202,7 +245,6 @@ pub async fn prove(
         .ok_or_else(|| failed(format!("the ExecCredential from {where_} has no token")))?;
     let claims = verify_token(&token, jwks, issuer, &plugin.audience, expected_sub)
         .map_err(|e| failed(format!("the JWT-SVID from {where_}: {e}")))?;
-    drop(token);
     let mut warnings = Vec::new();
     if let Some(ts) = status.expiration_timestamp
         && let Ok(when) = ts.parse::<jiff::Timestamp>()
@@ -213,13 +255,14 @@ pub async fn prove(
             when.as_second() - claims.exp
         ));
     }
-    Ok(Proven {
+    let proven = Proven {
         pod: pod.to_string(),
         container: container.to_string(),
         lifetime_seconds: claims.iat.map(|iat| claims.exp - iat),
         claims,
         warnings,
-    })
+    };
+    Ok((proven, Token(token)))
 }
 
 /// Verifies a compact JWS against the JWKS and the expected claims.

@@ -4,6 +4,7 @@
 //! never inside a step.
 
 pub mod hub;
+pub mod spoke;
 
 use std::time::{Duration, Instant};
 

@@ -17,7 +17,17 @@ fn help_lists_only_commands_that_work() {
         .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(commands, ["render", "bootstrap", "completions", "help"]);
+    assert_eq!(
+        commands,
+        [
+            "render",
+            "bootstrap",
+            "add-spoke",
+            "remove-spoke",
+            "completions",
+            "help"
+        ]
+    );
     for flag in [
         "--kubeconfig",
         "--output",

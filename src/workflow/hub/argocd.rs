@@ -111,35 +111,13 @@ impl Step<HubRun> for ArgoCd {
 
 /// A Ready pod of the component.
 pub async fn ready_pod(ctx: &HubRun, component: &str) -> Result<DynamicObject> {
-    let ns = ctx.values.gitops_namespace.as_str();
-    let pod_kind = kinds::find("v1", "Pod").expect("a known kind");
-    let selector = selector(ctx, component);
-    let pods = wait::until(
+    wait::ready_pod(
         &ctx.hub,
-        Target {
-            kind: pod_kind,
-            namespace: Some(ns),
-            name: None,
-            label_selector: Some(&selector),
-        },
-        &format!("a Ready pod {selector} in {ns}"),
+        &ctx.values.gitops_namespace,
+        &selector(ctx, component),
         ctx.timeout,
-        |objs| {
-            if objs
-                .iter()
-                .any(|p| matches!(wait::condition(p, "Ready"), Some((s, _, _)) if s == "True"))
-            {
-                Readiness::Ready
-            } else {
-                wait::pods_ready(objs)
-            }
-        },
     )
-    .await?;
-    Ok(pods
-        .into_iter()
-        .find(|p| matches!(wait::condition(p, "Ready"), Some((s, _, _)) if s == "True"))
-        .expect("the wait returned a Ready pod"))
+    .await
 }
 
 fn check_plumbing(ctx: &HubRun, pod: &DynamicObject, container: &str) -> Result<()> {

@@ -1,0 +1,177 @@
+//! `ztwim-hub remove-spoke --hub-context HUB --spoke-context SPOKE`: undo add-spoke. The saved
+//! Authentication spec is restored; the cluster Secret, the RBAC and the issuer CA are deleted. The feature
+//! set is never touched (TechPreviewNoUpgrade cannot be undone).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::json;
+
+use super::GlobalArgs;
+use super::add_spoke::{DiscoverOptions, discover, name_from_context};
+use super::live::{LiveArgs, parse_duration};
+use crate::error;
+use crate::kube::apply::{Applier, DryRun};
+use crate::kube::client::Kubeconfigs;
+use crate::output::{OutputFormat, Printer};
+use crate::profile::Profile;
+use crate::render::Renderer;
+use crate::render::plan::Plan;
+use crate::validate;
+use crate::workflow::spoke::{self, SpokeRun, remove};
+use crate::workflow::{Runner, StepReport};
+
+fn after_help() -> String {
+    format!(
+        "Steps, in order (--skip/--only take these names):\n{}\n\nThe FeatureGate is left as it is: TechPreviewNoUpgrade can never be turned off.\n\n\
+Example:\n  ztwim-hub remove-spoke --hub-context hub --spoke-context spoke-a --yes",
+        remove::step_help()
+    )
+}
+
+/// Remove a spoke: unregister it from Argo CD and restore its previous authentication.
+#[derive(Debug, Args)]
+#[command(after_help = after_help())]
+pub struct RemoveSpokeArgs {
+    /// The hub's kube context.
+    #[arg(long, value_name = "CONTEXT")]
+    pub hub_context: String,
+    /// The spoke's kube context; it must authenticate with a client certificate.
+    #[arg(long, value_name = "CONTEXT")]
+    pub spoke_context: String,
+    /// The spoke's name in Argo CD [default: the spoke context's name, as a DNS-1123 label].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Namespace of the hub's Argo CD instance [default: from the profile].
+    #[arg(long, value_name = "NAMESPACE")]
+    pub gitops_namespace: Option<String>,
+    /// How long the kube-apiserver rollout may take.
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
+    pub rollout_timeout: Duration,
+    /// Where add-spoke saved the previous Authentication spec [default: $XDG_STATE_HOME/ztwim-hub].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+pub fn exec(global: &GlobalArgs, args: &RemoveSpokeArgs, printer: &Printer) -> Result<()> {
+    let profile = Profile::load(global.profile.as_deref().unwrap_or("openshift"))?;
+    let renderer = Renderer::new(global.templates_dir.as_deref())?;
+    let steps = remove::steps();
+    let names: Vec<&str> = steps.iter().map(|s| s.name()).collect();
+    args.live.selection().validate(&names)?;
+    args.live.ignore().validate(&remove::check_names())?;
+    args.live.check_consent_possible("remove-spoke")?;
+    if args.live.dry_run == Some(DryRun::Client) {
+        return Err(error::input(
+            "remove-spoke has no client dry run (it only deletes and restores); use --dry-run=server",
+        ));
+    }
+    let spoke_name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| name_from_context(&args.spoke_context));
+    validate::dns1123_label("--name", &spoke_name).map_err(error::input)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let kubeconfigs = Kubeconfigs::load(global.kubeconfig.as_deref())?;
+        let hub = kubeconfigs.cluster("--hub-context", &args.hub_context).await?;
+        let spoke_cluster = kubeconfigs.cluster("--spoke-context", &args.spoke_context).await?;
+        hub.version().await?;
+        spoke_cluster.version().await?;
+        let options = DiscoverOptions {
+            spoke_name,
+            spoke_ca_file: None,
+            // Nothing is written with the spoke's CA here; do not insist on one.
+            insecure_skip_tls_verify: spoke_cluster.ca_pem.is_none(),
+            audience: None,
+            rbac: None,
+            gitops_namespace: args.gitops_namespace.clone(),
+        };
+        let (values, _warnings) = discover(&hub, &spoke_cluster, &profile, options).await?;
+        let plan = Plan::render(&renderer, &profile.manifests.add_spoke, &profile, &values, Some(&values.spoke_name))?;
+        args.live.confirm(
+            printer,
+            &format!(
+                "remove-spoke will unregister {} from Argo CD on {} and restore the previous authentication of {} (OAuth logins come back; SPIFFE identities stop working there)",
+                values.spoke_name, hub.context, spoke_cluster.context
+            ),
+            &format!("Remove spoke {}?", spoke_cluster.context),
+        )?;
+        let ctx = SpokeRun {
+            printer: printer.clone(),
+            profile: profile.clone(),
+            hub,
+            spoke: spoke_cluster,
+            values,
+            plan,
+            applier: Applier { dry_run: args.live.dry_run, force: args.live.force },
+            timeout: args.live.timeout,
+            rollout_timeout: args.rollout_timeout,
+            exec_timeout: args.live.exec_timeout,
+            allow_tech_preview: false,
+            interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
+            ignore: args.live.ignore(),
+            state_dir: args.state_dir.clone().unwrap_or_else(crate::state::default_dir),
+            facts: Mutex::new(spoke::Facts::default()),
+        };
+        let runner = Runner { steps: &steps, selection: args.live.selection() };
+        let (reports, result) = runner.run(&ctx).await;
+        report(printer, &ctx, &reports, result.as_ref().err())?;
+        result
+    })
+}
+
+fn report(
+    printer: &Printer,
+    ctx: &SpokeRun,
+    reports: &[StepReport],
+    error: Option<&anyhow::Error>,
+) -> Result<()> {
+    let warnings = ctx.facts.lock().expect("facts").warnings.clone();
+    match printer.format() {
+        OutputFormat::Json | OutputFormat::Yaml => {
+            let doc = json!({
+                "command": "remove-spoke",
+                "hubContext": ctx.hub.context,
+                "spokeContext": ctx.spoke.context,
+                "spokeName": ctx.values.spoke_name,
+                "result": if error.is_some() { "failed" } else { "ok" },
+                "error": error.map(crate::error::one_line),
+                "dryRun": ctx.applier.dry_run,
+                "featureGate": if ctx.values.needs_feature_gate { "left as TechPreviewNoUpgrade (irreversible)" } else { "not changed" },
+                "steps": reports,
+                "warnings": warnings,
+            });
+            let text = if printer.format() == OutputFormat::Json {
+                serde_json::to_string_pretty(&doc)? + "\n"
+            } else {
+                crate::render::plan::to_yaml(&doc)?
+            };
+            printer.data(&text)?;
+        }
+        OutputFormat::Text => {
+            let table = crate::workflow::table(reports);
+            if error.is_some() {
+                printer.info(table.trim_end());
+            } else {
+                printer.data(&table)?;
+                if ctx.values.needs_feature_gate {
+                    printer.info(
+                        "FeatureGate cluster keeps TechPreviewNoUpgrade: it cannot be undone.",
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,337 @@
+//! `remove-spoke`'s steps: undo add-spoke in the safe order. The cluster Secret goes first (Argo CD stops
+//! using the spoke), then the saved Authentication spec is restored and rolled out, then the RBAC, the
+//! issuer CA and finally the backup are removed. The feature set is never touched: TechPreviewNoUpgrade
+//! cannot be undone.
+
+use anyhow::Result;
+use futures::future::BoxFuture;
+use serde_json::{Map, Value, json};
+
+use super::{BACKUP_CONFIGMAP, BACKUP_KEY, SpokeRun};
+use crate::error::Error;
+use crate::kube::apply::{Change, api_for};
+use crate::kube::client::{describe_kube_error, whoami};
+use crate::kube::kinds;
+use crate::preflight::{self, Check, Outcome};
+use crate::workflow::{ObjectChange, Step, StepReport};
+
+/// The steps of `remove-spoke`, in order.
+pub fn steps() -> Vec<&'static dyn Step<SpokeRun>> {
+    vec![
+        &Preflight,
+        &UnregisterArgocd,
+        &RestoreAuthentication,
+        &super::apiserver_rollout::ApiserverRollout,
+        &DeleteRbac,
+        &DeleteIssuerCa,
+        &Cleanup,
+    ]
+}
+
+pub fn step_help() -> String {
+    steps()
+        .iter()
+        .map(|s| format!("  {:<18} {}", s.name(), s.about()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+const CHECKS: &[&dyn Check<SpokeRun>] = &[&LockoutGuard, &SavedSpec];
+
+pub fn check_names() -> Vec<&'static str> {
+    CHECKS.iter().map(|c| c.name()).collect()
+}
+
+/// The saved pre-OIDC spec: the copy on the spoke, else the local file.
+pub async fn saved_spec(ctx: &SpokeRun) -> Result<Option<Value>> {
+    let cm_kind = kinds::find("v1", "ConfigMap").expect("a known kind");
+    if let Some(cm) = api_for(&ctx.spoke, cm_kind, Some("openshift-config"))
+        .get_opt(BACKUP_CONFIGMAP)
+        .await?
+        && let Some(text) = cm
+            .data
+            .pointer(&format!("/data/{}", BACKUP_KEY.replace('/', "~1")))
+            .and_then(|t| t.as_str())
+    {
+        return Ok(Some(serde_json::from_str(text).map_err(|e| {
+            anyhow::anyhow!("the backup ConfigMap is not JSON ({e})")
+        })?));
+    }
+    crate::state::load_authentication_backup(&ctx.state_dir, &ctx.values.spoke_name)
+}
+
+struct Preflight;
+
+impl Step<SpokeRun> for Preflight {
+    fn name(&self) -> &'static str {
+        "preflight"
+    }
+    fn about(&self) -> &'static str {
+        "check the lockout guard and that the previous Authentication spec was saved"
+    }
+    fn apply<'a>(
+        &'a self,
+        ctx: &'a SpokeRun,
+        report: &'a mut StepReport,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            for w in preflight::run(CHECKS, ctx, &ctx.ignore).await? {
+                ctx.warn(w);
+            }
+            report.notes.push(format!("{} checks passed", CHECKS.len()));
+            Ok(())
+        })
+    }
+}
+
+struct LockoutGuard;
+
+impl Check<SpokeRun> for LockoutGuard {
+    fn name(&self) -> &'static str {
+        "lockout-guard"
+    }
+    fn run<'a>(&'a self, ctx: &'a SpokeRun) -> BoxFuture<'a, Outcome> {
+        Box::pin(super::preflight::lockout_guard(&ctx.spoke))
+    }
+}
+
+struct SavedSpec;
+
+impl Check<SpokeRun> for SavedSpec {
+    fn name(&self) -> &'static str {
+        "saved-spec"
+    }
+    fn run<'a>(&'a self, ctx: &'a SpokeRun) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            match saved_spec(ctx).await {
+                Ok(Some(_)) => Outcome::ok(),
+                Ok(None) => Outcome::error(format!(
+                    "no saved Authentication spec for {} (neither ConfigMap openshift-config/{BACKUP_CONFIGMAP} nor a file under {}); restore spec.type yourself, or --skip restore-authentication",
+                    ctx.values.spoke_name,
+                    ctx.state_dir.display()
+                )),
+                Err(e) => Outcome::error(crate::error::one_line(&e)),
+            }
+        })
+    }
+}
+
+struct UnregisterArgocd;
+
+impl Step<SpokeRun> for UnregisterArgocd {
+    fn name(&self) -> &'static str {
+        "argocd-cluster"
+    }
+    fn about(&self) -> &'static str {
+        "delete the spoke's cluster Secret on the hub"
+    }
+    fn apply<'a>(
+        &'a self,
+        ctx: &'a SpokeRun,
+        report: &'a mut StepReport,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let kind = kinds::find("v1", "Secret").expect("a known kind");
+            let change = ctx
+                .applier
+                .delete(
+                    &ctx.hub,
+                    kind,
+                    Some(&ctx.values.gitops_namespace),
+                    &ctx.values.spoke_name,
+                )
+                .await?;
+            report.changes.push(ObjectChange {
+                cluster: "hub".into(),
+                object: format!(
+                    "Secret {}/{}",
+                    ctx.values.gitops_namespace, ctx.values.spoke_name
+                ),
+                change,
+            });
+            Ok(())
+        })
+    }
+}
+
+struct RestoreAuthentication;
+
+impl Step<SpokeRun> for RestoreAuthentication {
+    fn name(&self) -> &'static str {
+        "restore-authentication"
+    }
+    fn about(&self) -> &'static str {
+        "restore the saved Authentication spec (OAuth logins work again after the rollout)"
+    }
+    fn apply<'a>(
+        &'a self,
+        ctx: &'a SpokeRun,
+        report: &'a mut StepReport,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let saved = saved_spec(ctx).await?.ok_or_else(|| {
+                Error::Preflight(format!(
+                    "no saved Authentication spec for {}",
+                    ctx.values.spoke_name
+                ))
+            })?;
+            let kind =
+                kinds::find("config.openshift.io/v1", "Authentication").expect("a known kind");
+            let current = api_for(&ctx.spoke, kind, None).get("cluster").await?;
+            let current_spec = current
+                .data
+                .get("spec")
+                .cloned()
+                .unwrap_or_else(|| json!({}));
+            let change = if current_spec == saved {
+                Change::Unchanged
+            } else {
+                ctx.facts.lock().expect("facts").revision_before =
+                    super::apiserver_rollout::current_revision(ctx).await?;
+                let mut spec: Map<String, Value> = saved.as_object().cloned().unwrap_or_default();
+                if let Some(current) = current_spec.as_object() {
+                    for key in current.keys() {
+                        spec.entry(key.clone()).or_insert(Value::Null);
+                    }
+                }
+                ctx.applier
+                    .merge_patch(&ctx.spoke, kind, None, "cluster", json!({ "spec": spec }))
+                    .await?;
+                if ctx.applier.writes() {
+                    ctx.facts.lock().expect("facts").authentication_changed = true;
+                    Change::Configured
+                } else {
+                    Change::WouldConfigure
+                }
+            };
+            report.changes.push(ObjectChange {
+                cluster: ctx.values.spoke_name.clone(),
+                object: "Authentication cluster".into(),
+                change,
+            });
+            if ctx.values.needs_feature_gate {
+                report.notes.push(
+                    "FeatureGate cluster keeps TechPreviewNoUpgrade: that cannot be undone".into(),
+                );
+            }
+            Ok(())
+        })
+    }
+}
+
+struct DeleteRbac;
+
+impl Step<SpokeRun> for DeleteRbac {
+    fn name(&self) -> &'static str {
+        "rbac"
+    }
+    fn about(&self) -> &'static str {
+        "delete the ClusterRoleBinding (and the least-privilege ClusterRole)"
+    }
+    fn apply<'a>(
+        &'a self,
+        ctx: &'a SpokeRun,
+        report: &'a mut StepReport,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let p = &ctx.profile.spoke;
+            for (kind, name) in [
+                ("ClusterRoleBinding", &p.cluster_role_binding),
+                ("ClusterRole", &p.cluster_role),
+            ] {
+                let k = kinds::find("rbac.authorization.k8s.io/v1", kind).expect("a known kind");
+                let change = ctx.applier.delete(&ctx.spoke, k, None, name).await?;
+                report.changes.push(ObjectChange {
+                    cluster: ctx.values.spoke_name.clone(),
+                    object: format!("{kind} {name}"),
+                    change,
+                });
+            }
+            Ok(())
+        })
+    }
+}
+
+struct DeleteIssuerCa;
+
+impl Step<SpokeRun> for DeleteIssuerCa {
+    fn name(&self) -> &'static str {
+        "issuer-ca"
+    }
+    fn about(&self) -> &'static str {
+        "delete the issuer CA ConfigMap"
+    }
+    fn apply<'a>(
+        &'a self,
+        ctx: &'a SpokeRun,
+        report: &'a mut StepReport,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let k = kinds::find("v1", "ConfigMap").expect("a known kind");
+            let name = &ctx.profile.spoke.issuer_ca_config_map;
+            let change = ctx
+                .applier
+                .delete(&ctx.spoke, k, Some("openshift-config"), name)
+                .await?;
+            report.changes.push(ObjectChange {
+                cluster: ctx.values.spoke_name.clone(),
+                object: format!("ConfigMap openshift-config/{name}"),
+                change,
+            });
+            Ok(())
+        })
+    }
+}
+
+struct Cleanup;
+
+impl Step<SpokeRun> for Cleanup {
+    fn name(&self) -> &'static str {
+        "cleanup"
+    }
+    fn about(&self) -> &'static str {
+        "delete the saved spec; check the certificate admin still works"
+    }
+    fn apply<'a>(
+        &'a self,
+        ctx: &'a SpokeRun,
+        report: &'a mut StepReport,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let k = kinds::find("v1", "ConfigMap").expect("a known kind");
+            let change = ctx
+                .applier
+                .delete(&ctx.spoke, k, Some("openshift-config"), BACKUP_CONFIGMAP)
+                .await?;
+            report.changes.push(ObjectChange {
+                cluster: ctx.values.spoke_name.clone(),
+                object: format!("ConfigMap openshift-config/{BACKUP_CONFIGMAP}"),
+                change,
+            });
+            if ctx.applier.writes() {
+                crate::state::remove_authentication_backup(&ctx.state_dir, &ctx.values.spoke_name)?;
+            }
+            Ok(())
+        })
+    }
+    fn verify<'a>(
+        &'a self,
+        ctx: &'a SpokeRun,
+        report: &'a mut StepReport,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            whoami(&ctx.spoke.client).await.map_err(|e| {
+                Error::Verification(format!(
+                    "the certificate admin of {} does not work ({})",
+                    ctx.spoke.context,
+                    describe_kube_error(&e)
+                ))
+            })?;
+            report.notes.push(format!(
+                "the certificate admin of {} still works",
+                ctx.spoke.context
+            ));
+            Ok(())
+        })
+    }
+}
