@@ -271,7 +271,11 @@ pub async fn discover(
     let (trust_domain, issuer_url) = hub_spire(hub, profile).await?;
     let issuer_ca_pem = issuer_ca(hub, &issuer_url).await?;
     let version = crate::workflow::hub::preflight::openshift_version(spoke)
-        .await?
+        .await
+        .map_err(|e| match e.downcast_ref::<kube::Error>() {
+            Some(k) => crate::kube::client::read_refused(spoke, "ClusterVersion version", k),
+            None => e,
+        })?
         .ok_or_else(|| {
             Error::Preflight(format!(
                 "{}: ClusterVersion version has no status.desired.version: is the spoke OpenShift?",
@@ -357,7 +361,12 @@ fn report(
         OutputFormat::Text => {
             let table = crate::workflow::table(reports);
             if error.is_some() {
-                printer.info(table.trim_end());
+                // A refused preflight changed nothing: the error says it all.
+                if reports.iter().any(|r| {
+                    r.step != "preflight" && r.result != crate::workflow::StepResult::Skipped
+                }) {
+                    printer.info(table.trim_end());
+                }
             } else {
                 let mut out = table;
                 out.push_str(&format!(

@@ -138,8 +138,7 @@ async fn discover(
             let dns = api_for(cluster, kind, None)
                 .get_opt("cluster")
                 .await
-                .ok()
-                .flatten();
+                .map_err(|e| crate::kube::client::read_refused(cluster, "DNS cluster", &e))?;
             let base = dns
                 .as_ref()
                 .and_then(|d| d.data.pointer("/spec/baseDomain"))
@@ -160,8 +159,14 @@ async fn discover(
         (None, None) => {
             let found = hub::package_channels(cluster, &op.source_namespace, &op.package)
                 .await
-                .ok()
-                .flatten();
+                .map_err(|e| match e.downcast_ref::<kube::Error>() {
+                    Some(k) => crate::kube::client::read_refused(
+                        cluster,
+                        &format!("PackageManifest {}", op.package),
+                        k,
+                    ),
+                    None => e,
+                })?;
             match found {
                 Some((Some(default), _)) => default,
                 Some((None, channels)) => {
@@ -180,7 +185,17 @@ async fn discover(
             }
         }
     };
-    let existing = hub::existing_ztwim(cluster).await.ok().flatten();
+    let existing =
+        hub::existing_ztwim(cluster)
+            .await
+            .map_err(|e| match e.downcast_ref::<kube::Error>() {
+                Some(k) => crate::kube::client::read_refused(
+                    cluster,
+                    "ZeroTrustWorkloadIdentityManager cluster",
+                    k,
+                ),
+                None => e,
+            })?;
     let inputs = HubInputs {
         app_domain,
         ztwim_channel: channel,
@@ -239,7 +254,12 @@ fn report(
         OutputFormat::Text => {
             let table = crate::workflow::table(reports);
             if error.is_some() {
-                printer.info(table.trim_end());
+                // A refused preflight changed nothing: the error says it all.
+                if reports.iter().any(|r| {
+                    r.step != "preflight" && r.result != crate::workflow::StepResult::Skipped
+                }) {
+                    printer.info(table.trim_end());
+                }
             } else {
                 let mut out = table;
                 out.push_str(&format!(

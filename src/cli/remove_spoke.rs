@@ -162,7 +162,12 @@ fn report(
         OutputFormat::Text => {
             let table = crate::workflow::table(reports);
             if error.is_some() {
-                printer.info(table.trim_end());
+                // A refused preflight changed nothing: the error says it all.
+                if reports.iter().any(|r| {
+                    r.step != "preflight" && r.result != crate::workflow::StepResult::Skipped
+                }) {
+                    printer.info(table.trim_end());
+                }
             } else {
                 printer.data(&table)?;
                 if ctx.values.needs_feature_gate {

@@ -97,6 +97,9 @@ impl Applier {
         }
         let api = api_for(cluster, kind, namespace.as_deref());
         let server_dry_run = self.dry_run == Some(DryRun::Server);
+        if server_dry_run && !served(cluster, kind).await? {
+            return Ok(Change::Pending);
+        }
         let before = match api.get_opt(&name).await {
             Ok(found) => found,
             Err(e) if status_code(&e) == Some(404) && server_dry_run => return Ok(Change::Pending),
@@ -220,6 +223,28 @@ impl Applier {
                 )
             })?;
         Ok(())
+    }
+}
+
+/// Whether the API server serves `kind` (its group version lists the resource).
+pub async fn served(cluster: &Cluster, kind: &Kind) -> Result<bool> {
+    let listed = if kind.group.is_empty() {
+        cluster.client.list_core_api_resources(kind.version).await
+    } else {
+        cluster
+            .client
+            .list_api_group_resources(&kind.api_version())
+            .await
+    };
+    match listed {
+        Ok(list) => Ok(list.resources.iter().any(|r| r.name == kind.plural)),
+        Err(e) if status_code(&e) == Some(404) => Ok(false),
+        Err(e) => Err(anyhow::anyhow!(
+            "discovering {} on {}: {}",
+            kind.api_version(),
+            cluster.context,
+            describe_kube_error(&e)
+        )),
     }
 }
 

@@ -274,3 +274,18 @@ pub async fn whoami(client: &kube::Client) -> Result<(String, Vec<String>), kube
         info.groups.unwrap_or_default(),
     ))
 }
+
+/// A failed read during discovery or preflight, as a refusal (exit 2): nothing was changed.
+pub fn read_refused(cluster: &Cluster, what: &str, err: &kube::Error) -> anyhow::Error {
+    let hint = match status_code(err) {
+        Some(401) => "; the context's credentials were rejected",
+        Some(403) => "; the context's user lacks the rights: use a cluster-admin context",
+        _ => "",
+    };
+    crate::error::Error::Preflight(format!(
+        "cannot read {what} on {} ({}){hint}",
+        cluster.context,
+        describe_kube_error(err)
+    ))
+    .into()
+}

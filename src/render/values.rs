@@ -238,7 +238,7 @@ impl SpokeValues {
         }
         if inputs.spoke_version < profile.spoke.min_version {
             return Err(error::input(format!(
-                "--spoke-version {}: external OIDC authentication needs OpenShift {} or later",
+                "spoke version {}: external OIDC authentication needs OpenShift {} or later",
                 inputs.spoke_version, profile.spoke.min_version
             )));
         }

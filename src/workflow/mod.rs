@@ -185,18 +185,22 @@ impl<C: Workflow> Runner<'_, C> {
                     step.wait(ctx, &mut report).await?;
                     step.verify(ctx, &mut report).await?;
                 } else if dry_run == Some(DryRun::Server) {
-                    report.notes.push("dry run: not waited for, not verified".into());
+                    report
+                        .notes
+                        .push("dry run: not waited for, not verified".into());
                 }
                 anyhow::Ok(())
             }
             .await
             .map_err(|err| {
+                let hint = if error::exit_code_of(&err) == error::ExitCode::Usage {
+                    String::new()
+                } else {
+                    format!("; fix the cause and re-run (--only {name} runs just this step)")
+                };
                 error::with_message(
                     &err,
-                    format!(
-                        "step {name}: {}; fix the cause and re-run (--only {name} runs just this step)",
-                        error::one_line(&err)
-                    ),
+                    format!("step {name}: {}{hint}", error::one_line(&err)),
                 )
             });
             report.duration = started.elapsed();

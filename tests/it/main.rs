@@ -1,8 +1,10 @@
 //! The integration tests: one binary, running the real `ztwim-hub` binary.
+mod sims;
 mod support;
 
 mod bad_input;
 mod cli;
+mod live_refusals;
 mod render;
 mod schema;
 mod semantics;

@@ -61,6 +61,35 @@ impl Output {
         self
     }
 
+    /// Asserts a refusal by a live command: exit code 2, the last line on stderr is the one-line error
+    /// containing `needle` (progress and warnings may come before it), nothing on stdout.
+    #[track_caller]
+    pub fn refused(self, needle: &str) -> Self {
+        assert_eq!(
+            self.code, 2,
+            "expected exit 2\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        let last = self.stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with("error: "), "{}", self.stderr);
+        assert!(last.contains(needle), "expected {needle:?} in {last:?}");
+        assert_eq!(
+            self.stderr
+                .lines()
+                .filter(|l| l.starts_with("error:"))
+                .count(),
+            1,
+            "{}",
+            self.stderr
+        );
+        assert!(
+            self.stdout.is_empty(),
+            "stdout should be empty, got:\n{}",
+            self.stdout
+        );
+        self
+    }
+
     /// The YAML documents on stdout.
     pub fn documents(&self) -> Vec<Value> {
         kubesim::schema::parse_yaml_documents(&self.stdout).expect("stdout is YAML")
@@ -86,6 +115,11 @@ impl Run {
             .env_remove("https_proxy")
             .env("NO_COLOR", "1");
         Run { cmd }
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Run {
+        self.cmd.env(key, value);
+        self
     }
 
     #[allow(dead_code)]

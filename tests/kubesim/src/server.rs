@@ -296,10 +296,12 @@ async fn handle(
             Method::POST | Method::PUT | Method::PATCH | Method::DELETE
         )
     {
-        core.store
-            .counters
-            .mutating_requests
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let c = if q.get("dryRun").is_some_and(|d| d == "All") {
+            &core.store.counters.dry_run_requests
+        } else {
+            &core.store.counters.mutating_requests
+        };
+        c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
     let delay = core.faults.latency(
         verb,
