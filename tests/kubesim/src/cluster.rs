@@ -275,7 +275,14 @@ pub struct Store {
     state: Mutex<State>,
     rv_tx: tokio::sync::watch::Sender<u64>,
     pub(crate) counters: CounterCells,
+    admission: std::sync::RwLock<Vec<Admission>>,
 }
+
+/// A validating admission check on API writes (after schema validation, dry runs included):
+/// `(type, old object or None on create, new object)`. It runs under the store lock: it must
+/// not call back into the store.
+pub type Admission =
+    Arc<dyn Fn(&ResourceType, Option<&Value>, &Value) -> ApiResult<()> + Send + Sync>;
 
 pub fn now_rfc3339() -> String {
     jiff::Timestamp::now()
@@ -399,7 +406,18 @@ impl Store {
             }),
             rv_tx,
             counters: CounterCells::default(),
+            admission: Default::default(),
         }
+    }
+
+    /// Add a validating admission check (see [`Admission`]).
+    pub fn add_admission(&self, a: Admission) {
+        self.admission.write().unwrap().push(a);
+    }
+
+    fn admit(&self, rt: &ResourceType, old: Option<&Value>, new: &Value) -> ApiResult<()> {
+        let checks = self.admission.read().unwrap().clone();
+        checks.iter().try_for_each(|a| a(rt, old, new))
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -810,7 +828,9 @@ impl Store {
             m.remove("status");
         }
         let warnings = if opts.actor == Actor::Api {
-            Self::validate(rt, &mut obj, opts.field_validation)?
+            let w = Self::validate(rt, &mut obj, opts.field_validation)?;
+            self.admit(rt, None, &obj)?;
+            w
         } else {
             Self::builtin_checks(rt, &obj)?;
             Vec::new()
@@ -1008,7 +1028,9 @@ impl Store {
         }
         let now = now_rfc3339();
         let warnings = if opts.actor == Actor::Api {
-            Self::validate(rt, &mut obj, opts.field_validation)?
+            let w = Self::validate(rt, &mut obj, opts.field_validation)?;
+            self.admit(rt, Some(&old), &obj)?;
+            w
         } else {
             Vec::new()
         };

@@ -3,11 +3,15 @@
 //! Start clusters with [`Sim::start`], point clients at [`Sim::write_kubeconfig`], inspect and
 //! mutate state through [`ClusterHandle`], inject [`Fault`]s. See `docs/testing.md`.
 pub mod apply;
+pub mod argocd_apps;
 pub mod auth;
 pub mod cluster;
 pub mod controllers;
 pub mod exec;
 pub mod faults;
+pub mod jwt_authn;
+pub mod kind_authn;
+pub mod openshift_authn;
 pub mod proxy;
 pub mod registry;
 pub mod schema;

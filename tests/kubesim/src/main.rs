@@ -18,8 +18,14 @@ struct Args {
     /// Where to write the env file (HTTPS_PROXY, NO_PROXY).
     #[arg(long)]
     env_file: Option<PathBuf>,
-    /// A cluster as NAME=PROFILE, PROFILE being openshift-4.N or kind-1.N. Repeatable.
-    #[arg(long = "cluster", value_name = "NAME=PROFILE", required = true)]
+    /// A cluster as NAME=PROFILE, PROFILE being openshift-4.N or kind-1.N, optionally followed
+    /// by `,authn-config=PATH` (kind: the kube-apiserver's authentication configuration file,
+    /// reloaded when it changes). Repeatable.
+    #[arg(
+        long = "cluster",
+        value_name = "NAME=PROFILE[,authn-config=PATH]",
+        required = true
+    )]
     clusters: Vec<String>,
     /// Extra latency on every request, in milliseconds.
     #[arg(long, default_value_t = 0)]
@@ -44,7 +50,19 @@ fn main() -> anyhow::Result<()> {
         let (name, profile) = c
             .split_once('=')
             .ok_or_else(|| anyhow::anyhow!("--cluster {c:?}: expected NAME=PROFILE"))?;
+        let mut options = profile.split(',');
+        let profile = options.next().unwrap_or_default();
         config = config.cluster(name, Profile::parse(profile)?);
+        for opt in options {
+            match opt.split_once('=') {
+                Some(("authn-config", path)) if !path.is_empty() => {
+                    config = config.authentication_config(name, path);
+                }
+                _ => anyhow::bail!(
+                    "--cluster {c:?}: unknown option {opt:?} (expected authn-config=PATH)"
+                ),
+            }
+        }
     }
     for f in &args.faults {
         let (fault, cluster) = Fault::parse(f).map_err(|e| anyhow::anyhow!(e))?;

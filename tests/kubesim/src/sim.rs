@@ -98,6 +98,8 @@ pub struct SimConfig {
     latency: Duration,
     faults: Vec<(Fault, Option<String>)>,
     controllers: Vec<Arc<dyn Controller>>,
+    authn_configs: Vec<(String, std::path::PathBuf)>,
+    argocd: crate::argocd_apps::ArgoCdSettings,
 }
 
 impl SimConfig {
@@ -127,6 +129,21 @@ impl SimConfig {
     /// An extra controller run on every cluster (part 2's controllers plug in here).
     pub fn controller(mut self, c: Arc<dyn Controller>) -> Self {
         self.controllers.push(c);
+        self
+    }
+    /// The kube-apiserver `--authentication-config` file of a kind cluster (reloaded when it
+    /// changes; see [`crate::kind_authn`]).
+    pub fn authentication_config(
+        mut self,
+        cluster: &str,
+        path: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.authn_configs.push((cluster.to_string(), path.into()));
+        self
+    }
+    /// Timing of the simulated Argo CD application controller ([`crate::argocd_apps`]).
+    pub fn argocd_settings(mut self, settings: crate::argocd_apps::ArgoCdSettings) -> Self {
+        self.argocd = settings;
         self
     }
 }
@@ -163,9 +180,22 @@ pub struct ClusterHandle {
     profile: Profile,
     ingress_ca_pem: Arc<String>,
     routes: Arc<Routes>,
+    oidc: Arc<crate::jwt_authn::OidcAuthn>,
 }
 
 impl ClusterHandle {
+    /// The JWT/OAuth bearer-token authenticator of the cluster ([`crate::jwt_authn`]).
+    pub fn oidc_authn(&self) -> &Arc<crate::jwt_authn::OidcAuthn> {
+        &self.oidc
+    }
+    /// The simulated hosts (shared by every cluster and the CONNECT proxy).
+    pub(crate) fn routes(&self) -> &Arc<Routes> {
+        &self.routes
+    }
+    /// Add a validating admission check on API writes ([`crate::cluster::Admission`]).
+    pub fn add_admission(&self, a: crate::cluster::Admission) {
+        self.core.store.add_admission(a)
+    }
     pub(crate) fn core(&self) -> &ClusterCore {
         &self.core
     }
@@ -390,6 +420,13 @@ impl Sim {
         if config.clusters.is_empty() {
             bail!("SimConfig has no cluster");
         }
+        if let Some((c, _)) = config
+            .authn_configs
+            .iter()
+            .find(|(c, _)| !config.clusters.iter().any(|(n, _)| n == c))
+        {
+            bail!("authentication config for unknown cluster {c:?}");
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("kubesim")
@@ -550,7 +587,9 @@ fn start_cluster(
         profile: profile.clone(),
         ingress_ca_pem: Arc::new(ingress_ca.cert_pem()),
         routes,
+        oidc: Arc::default(),
     };
+    core.auth.add(handle.oidc.clone());
     seed(&handle)?;
     if !config.latency.is_zero() {
         core.faults.add(Fault::Latency {
@@ -571,6 +610,15 @@ fn start_cluster(
     }
     let mut all: Vec<Arc<dyn Controller>> = vec![Arc::new(CrdEstablishing)];
     all.extend(config.controllers.iter().cloned());
+    if profile.is_openshift() {
+        all.extend(crate::openshift_authn::install(&handle));
+    }
+    for (_, path) in config.authn_configs.iter().filter(|(c, _)| c == name) {
+        crate::kind_authn::start(runtime.handle(), &handle, path)?;
+    }
+    all.push(Arc::new(crate::argocd_apps::ApplicationController::new(
+        config.argocd.clone(),
+    )));
     for c in all {
         controllers::spawn(runtime.handle(), handle.clone(), c, config.controller_delay);
     }
