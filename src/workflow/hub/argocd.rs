@@ -7,7 +7,6 @@ use futures::future::BoxFuture;
 use kube::api::DynamicObject;
 
 use super::HubRun;
-use crate::error::Error;
 use crate::kube::kinds;
 use crate::kube::wait::{self, Readiness, Target};
 use crate::workflow::{Step, StepReport};
@@ -89,24 +88,6 @@ impl Step<HubRun> for ArgoCd {
             Ok(())
         })
     }
-
-    fn verify<'a>(
-        &'a self,
-        ctx: &'a HubRun,
-        report: &'a mut StepReport,
-    ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            for (component, container) in COMPONENTS {
-                let pod = ready_pod(ctx, component).await?;
-                check_plumbing(ctx, &pod, container)?;
-            }
-            report.notes.push(
-                "both pods carry the install-jwt-spiffe init container and the SPIFFE CSI volume"
-                    .into(),
-            );
-            Ok(())
-        })
-    }
 }
 
 /// A Ready pod of the component.
@@ -120,15 +101,20 @@ pub async fn ready_pod(ctx: &HubRun, component: &str) -> Result<DynamicObject> {
     .await
 }
 
-fn check_plumbing(ctx: &HubRun, pod: &DynamicObject, container: &str) -> Result<()> {
+/// Why a pod cannot run the exec plugin, from its spec: no init container, no CSI volume, or the volume
+/// not mounted where the plugin looks. `None` when the plumbing looks right.
+pub fn diagnose(ctx: &HubRun, pod: &DynamicObject, container: &str) -> Option<String> {
+    check_plumbing(ctx, pod, container).err()
+}
+
+fn check_plumbing(ctx: &HubRun, pod: &DynamicObject, container: &str) -> Result<(), String> {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let spec = pod.data.get("spec").cloned().unwrap_or_default();
-    let fail = |what: &str| -> anyhow::Error {
-        Error::Verification(format!(
-            "pod {}/{name} {what}: the Argo CD operator did not carry the spec over (check spec.server/spec.controller of the ArgoCD)",
-            ctx.values.gitops_namespace
-        ))
-        .into()
+    let fail = |what: &str| -> String {
+        format!(
+            "pod {}/{name} {what} (check spec.server and spec.controller of ArgoCD {}; re-apply it with --only argocd)",
+            ctx.values.gitops_namespace, ctx.profile.gitops.instance
+        )
     };
     let empty = Vec::new();
     let list = |v: &serde_json::Value, key: &str| {

@@ -6,7 +6,8 @@ use anyhow::Result;
 use futures::future::BoxFuture;
 
 use super::HubRun;
-use super::argocd::{COMPONENTS, ready_pod};
+use super::argocd::{COMPONENTS, diagnose, ready_pod};
+use crate::error::Error;
 use crate::verify::identity::{self, Plugin};
 use crate::workflow::{Step, StepReport};
 
@@ -58,7 +59,13 @@ impl Step<HubRun> for Identity {
                     expected,
                     ctx.exec_timeout,
                 )
-                .await?;
+                .await
+                .map_err(|e| match diagnose(ctx, &pod, container) {
+                    Some(why) => {
+                        Error::Verification(format!("{}: {why}", crate::error::one_line(&e))).into()
+                    }
+                    None => e,
+                })?;
                 for warning in &proven.warnings {
                     ctx.warn(warning.clone());
                 }
