@@ -910,3 +910,82 @@ impl TokenAuthenticator for OidcAuthn {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn cel_subset_parses_and_evaluates() {
+        let claims = json!({"sub": "alice", "hd": "example.com", "email_verified": true, "org": {"team": "a"}});
+        assert_eq!(
+            Cel::parse("claims.sub").unwrap().eval(&claims).unwrap(),
+            json!("alice")
+        );
+        assert_eq!(
+            Cel::parse("claims.org.team")
+                .unwrap()
+                .eval(&claims)
+                .unwrap(),
+            json!("a")
+        );
+        assert_eq!(
+            Cel::parse("'oidc:' + claims.sub")
+                .unwrap()
+                .eval(&claims)
+                .unwrap(),
+            json!("oidc:alice")
+        );
+        assert_eq!(
+            Cel::parse("claims.hd == 'example.com'")
+                .unwrap()
+                .eval(&claims)
+                .unwrap(),
+            json!(true)
+        );
+        assert_eq!(
+            Cel::parse("claims.hd != \"example.com\"")
+                .unwrap()
+                .eval(&claims)
+                .unwrap(),
+            json!(false)
+        );
+        assert_eq!(
+            Cel::parse("claims.email_verified == true")
+                .unwrap()
+                .eval(&claims)
+                .unwrap(),
+            json!(true)
+        );
+        assert!(Cel::parse("claims.missing").unwrap().eval(&claims).is_err());
+        assert!(Cel::parse("claims.sub.startsWith('a')").is_err());
+        assert!(Cel::parse("has(claims.sub)").is_err());
+        assert!(
+            Cel::parse("claims.email_verified == true")
+                .unwrap()
+                .mentions("email_verified")
+        );
+    }
+
+    #[test]
+    fn only_loopback_and_routed_hosts_are_reachable() {
+        let routes = Routes::default();
+        routes.add("oidc.example:443", "127.0.0.1:9999".parse().unwrap());
+        assert_eq!(resolve(&routes, "oidc.example", 443).unwrap().port(), 9999);
+        assert!(resolve(&routes, "127.0.0.1", 6443).is_ok());
+        assert!(resolve(&routes, "localhost", 6443).is_ok());
+        assert!(matches!(
+            resolve(&routes, "10.0.0.1", 443),
+            Err(HttpError::Unreachable(_))
+        ));
+        assert!(matches!(
+            resolve(&routes, "oidc.example", 8443),
+            Err(HttpError::Unreachable(_))
+        ));
+        assert!(matches!(
+            resolve(&routes, "example.com", 443),
+            Err(HttpError::Unreachable(_))
+        ));
+    }
+}

@@ -534,3 +534,74 @@ pub(crate) fn start(
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(jwt: &str) -> String {
+        let text = format!(
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthenticationConfiguration\njwt:\n{jwt}"
+        );
+        parse(&text, &Profile::kind("1.34")).expect_err("invalid")
+    }
+
+    #[test]
+    fn validation_follows_kube_apiserver() {
+        let e = errors(
+            "- issuer: {url: 'https://a.example', discoveryURL: 'https://a.example/', audiences: [k8s]}\n  claimMappings: {username: {claim: sub, prefix: ''}}\n",
+        );
+        assert!(e.contains("discoveryURL must be different from URL"), "{e}");
+        let e = errors(
+            "- issuer: {url: 'https://a.example', audiences: [k8s, k8s], audienceMatchPolicy: MatchAny}\n  claimMappings: {username: {claim: sub, prefix: ''}}\n- issuer: {url: 'https://a.example', audiences: [x]}\n  claimMappings: {username: {claim: sub, prefix: ''}}\n",
+        );
+        assert!(
+            e.contains("jwt[0].issuer.audiences[1]: Duplicate value")
+                && e.contains("jwt[1].issuer.url: Duplicate value"),
+            "{e}"
+        );
+        let e = errors(
+            "- issuer: {url: 'https://a.example', audiences: [k8s]}\n  claimMappings: {username: {expression: 'claims.sub', prefix: 'x:'}}\n",
+        );
+        assert!(
+            e.contains("prefix can't be set when expression is set"),
+            "{e}"
+        );
+        let e = errors(
+            "- issuer: {url: 'https://a.example', audiences: [k8s]}\n  claimMappings: {username: {expression: 'claims.email'}}\n",
+        );
+        assert!(e.contains("claims.email_verified must be used"), "{e}");
+        let e = errors(
+            "- issuer: {url: 'https://a.example', audiences: [k8s]}\n  claimMappings: {username: {claim: sub, prefix: ''}, extra: [{key: 'kubernetes.io/x', valueExpression: 'claims.sub'}]}\n",
+        );
+        assert!(e.contains("reserved for Kubernetes use"), "{e}");
+        let e = errors(
+            "- issuer: {url: 'https://a.example', audiences: [k8s], certificateAuthority: 'not a pem'}\n  claimMappings: {username: {claim: sub, prefix: ''}}\n",
+        );
+        assert!(e.contains("certificateAuthority"), "{e}");
+    }
+
+    #[test]
+    fn a_valid_file_maps_to_jwt_configs() {
+        let text = "apiVersion: apiserver.config.k8s.io/v1beta1\nkind: AuthenticationConfiguration\njwt:\n- issuer: {url: 'https://a.example', audiences: [k8s]}\n  claimValidationRules: [{claim: hd, requiredValue: example.com}]\n  claimMappings: {username: {claim: sub, prefix: 'a:'}, groups: {claim: groups, prefix: ''}, uid: {claim: sub}}\n";
+        let configs = parse(text, &Profile::kind("1.31")).unwrap();
+        assert_eq!(configs.len(), 1);
+        let c = &configs[0];
+        assert_eq!(c.issuer_url, "https://a.example");
+        assert_eq!(
+            c.username,
+            PrefixedClaim {
+                source: ClaimSource::Claim("sub".into()),
+                prefix: "a:".into()
+            }
+        );
+        assert_eq!(
+            c.claim_rules,
+            vec![ClaimRule::Required {
+                claim: "hd".into(),
+                value: "example.com".into()
+            }]
+        );
+        assert!(c.ca_pem.is_none());
+    }
+}
