@@ -26,22 +26,39 @@ pub struct ExecResult {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub exit_code: i32,
+    /// The program never finishes: no output and no status until the client goes away
+    /// (the session then ends; no thread is held meanwhile).
+    pub hang: bool,
+    /// Answer only after this long (nothing if the client goes away first).
+    pub delay: Option<std::time::Duration>,
 }
 
 impl ExecResult {
     pub fn ok(stdout: impl Into<Vec<u8>>) -> Self {
         Self {
             stdout: stdout.into(),
-            stderr: Vec::new(),
             exit_code: 0,
+            ..Self::default()
         }
     }
     pub fn failed(exit_code: i32, stderr: impl Into<Vec<u8>>) -> Self {
         Self {
-            stdout: Vec::new(),
             stderr: stderr.into(),
             exit_code,
+            ..Self::default()
         }
+    }
+    /// A program that never returns (e.g. one waiting forever on a socket).
+    pub fn hang() -> Self {
+        Self {
+            hang: true,
+            ..Self::default()
+        }
+    }
+    /// This result, delivered after `delay` (e.g. a program giving up after a timeout).
+    pub fn after(mut self, delay: std::time::Duration) -> Self {
+        self.delay = Some(delay);
+        self
     }
     /// What a shell answers for an unknown program (exit 127).
     pub fn not_found(program: &str) -> Self {
@@ -68,6 +85,18 @@ struct Entry {
 #[derive(Default)]
 pub struct ExecTable {
     entries: Mutex<Vec<Entry>>,
+    active: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts one open exec session of a table.
+struct ActiveSession(Arc<ExecTable>);
+
+impl Drop for ActiveSession {
+    fn drop(&mut self) {
+        self.0
+            .active
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl ExecTable {
@@ -102,6 +131,11 @@ impl ExecTable {
                     && e.program.as_deref().is_none_or(|p| p == program)
             })
             .map(|e| e.handler.clone())
+    }
+
+    /// Exec sessions open right now (hung ones included).
+    pub fn active_sessions(&self) -> usize {
+        self.active.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Run a command: the registered handler, or exit 127.
@@ -148,6 +182,10 @@ pub async fn serve_session<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    table
+        .active
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let _active = ActiveSession(table.clone());
     let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
         io,
         tokio_tungstenite::tungstenite::protocol::Role::Server,
@@ -176,6 +214,20 @@ pub async fn serve_session<S>(
     let result = tokio::task::spawn_blocking(move || table.run(&req))
         .await
         .unwrap_or_else(|e| ExecResult::failed(1, format!("handler panicked: {e}")));
+    if result.hang {
+        // A hung program: keep the connection until the client goes away.
+        while let Some(Ok(_)) = ws.next().await {}
+        return;
+    }
+    if let Some(delay) = result.delay {
+        let gone = tokio::select! {
+            _ = tokio::time::sleep(delay) => false,
+            _ = async { while let Some(Ok(_)) = ws.next().await {} } => true,
+        };
+        if gone {
+            return;
+        }
+    }
     let frame = |channel: u8, data: &[u8]| {
         let mut v = Vec::with_capacity(data.len() + 1);
         v.push(channel);

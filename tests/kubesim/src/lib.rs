@@ -3,6 +3,7 @@
 //! Start clusters with [`Sim::start`], point clients at [`Sim::write_kubeconfig`], inspect and
 //! mutate state through [`ClusterHandle`], inject [`Fault`]s. See `docs/testing.md`.
 pub mod apply;
+pub mod argocd;
 pub mod argocd_apps;
 pub mod auth;
 pub mod cluster;
@@ -11,6 +12,7 @@ pub mod exec;
 pub mod faults;
 pub mod jwt_authn;
 pub mod kind_authn;
+pub mod olm;
 pub mod openshift_authn;
 pub mod proxy;
 pub mod registry;
@@ -19,6 +21,8 @@ pub mod selectors;
 pub mod server;
 pub mod sim;
 pub mod tls;
+pub mod workloads;
+pub mod ztwim;
 
 pub use cluster::Counters;
 pub use exec::{ExecRequest, ExecResult};

@@ -180,10 +180,64 @@ pub struct ClusterHandle {
     profile: Profile,
     ingress_ca_pem: Arc<String>,
     routes: Arc<Routes>,
+    ingress_ca: Arc<Ca>,
+    hub: Arc<crate::ztwim::HubState>,
     oidc: Arc<crate::jwt_authn::OidcAuthn>,
 }
 
+/// A [`ClusterHandle`] that does not keep its cluster alive (for callbacks the cluster itself
+/// stores, such as exec handlers).
+#[derive(Clone)]
+pub(crate) struct WeakClusterHandle {
+    core: std::sync::Weak<ClusterCore>,
+    /// Rebuilds the handle around the core (holds every other part of the handle).
+    rebuild: Arc<dyn Fn(Arc<ClusterCore>) -> ClusterHandle + Send + Sync>,
+}
+
+impl WeakClusterHandle {
+    pub(crate) fn upgrade(&self) -> Option<ClusterHandle> {
+        self.core.upgrade().map(|core| (self.rebuild)(core))
+    }
+}
+
 impl ClusterHandle {
+    /// A handle that does not keep the cluster alive.
+    pub(crate) fn downgrade(&self) -> WeakClusterHandle {
+        // Exhaustive on purpose: a new field must be carried over here too.
+        let ClusterHandle {
+            core,
+            ca,
+            admin,
+            profile,
+            ingress_ca_pem,
+            routes,
+            ingress_ca,
+            hub,
+            oidc,
+        } = self.clone();
+        WeakClusterHandle {
+            core: Arc::downgrade(&core),
+            rebuild: Arc::new(move |core| ClusterHandle {
+                core,
+                ca: ca.clone(),
+                admin: admin.clone(),
+                profile: profile.clone(),
+                ingress_ca_pem: ingress_ca_pem.clone(),
+                routes: routes.clone(),
+                ingress_ca: ingress_ca.clone(),
+                hub: hub.clone(),
+                oidc: oidc.clone(),
+            }),
+        }
+    }
+    /// The ingress operator's CA (signs the router's `*.apps` certificate).
+    pub(crate) fn ingress_ca(&self) -> &Ca {
+        &self.ingress_ca
+    }
+    /// State of the simulated SPIRE deployment ([`crate::ztwim`]).
+    pub(crate) fn hub(&self) -> &crate::ztwim::HubState {
+        &self.hub
+    }
     /// The JWT/OAuth bearer-token authenticator of the cluster ([`crate::jwt_authn`]).
     pub fn oidc_authn(&self) -> &Arc<crate::jwt_authn::OidcAuthn> {
         &self.oidc
@@ -587,6 +641,8 @@ fn start_cluster(
         profile: profile.clone(),
         ingress_ca_pem: Arc::new(ingress_ca.cert_pem()),
         routes,
+        ingress_ca: Arc::new(ingress_ca),
+        hub: Arc::default(),
         oidc: Arc::default(),
     };
     core.auth.add(handle.oidc.clone());
@@ -612,6 +668,11 @@ fn start_cluster(
     all.extend(config.controllers.iter().cloned());
     if profile.is_openshift() {
         all.extend(crate::openshift_authn::install(&handle));
+        // The hub side: OLM, the ZTWIM and Argo CD operators, workload controllers and router.
+        all.push(Arc::new(crate::olm::Olm));
+        all.push(Arc::new(crate::ztwim::Ztwim));
+        all.push(Arc::new(crate::argocd::ArgoCdOperator));
+        all.push(Arc::new(crate::workloads::Workloads));
     }
     for (_, path) in config.authn_configs.iter().filter(|(c, _)| c == name) {
         crate::kind_authn::start(runtime.handle(), &handle, path)?;
