@@ -5,7 +5,21 @@
 
 use std::io::{IsTerminal, Write};
 
+use std::sync::Mutex;
+
 use console::Style;
+
+/// The spinner on screen, if any: other lines are printed above it.
+static ACTIVE: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+
+/// Prints a line on stderr without tearing an active spinner.
+fn line(text: &str) {
+    let active = ACTIVE.lock().map(|a| a.clone()).unwrap_or(None);
+    match active {
+        Some(bar) => bar.suspend(|| eprintln!("{text}")),
+        None => eprintln!("{text}"),
+    }
+}
 
 /// `-o/--output`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
@@ -65,10 +79,41 @@ impl Printer {
         }
     }
 
-    /// A progress line (stderr). Silent with `-q` or a data output format.
+    /// A progress line (stderr). Silent with `-q` or a data output format. Without a terminal each line
+    /// starts with a UTC timestamp, for CI logs.
     pub fn info(&self, msg: impl AsRef<str>) {
         if self.progress_enabled() {
-            eprintln!("{}", msg.as_ref());
+            if self.stderr_tty {
+                line(msg.as_ref());
+            } else {
+                line(&format!(
+                    "{} {}",
+                    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    msg.as_ref()
+                ));
+            }
+        }
+    }
+
+    /// A step in progress: a spinner on a terminal, a timestamped line otherwise. Dropping it (or
+    /// [`Progress::finish`]) ends it.
+    pub fn progress(&self, msg: impl Into<String>) -> Progress {
+        let msg = msg.into();
+        if self.progress_enabled() && self.stderr_tty {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                    .expect("a valid progress template"),
+            );
+            bar.set_message(msg);
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            if let Ok(mut active) = ACTIVE.lock() {
+                *active = Some(bar.clone());
+            }
+            Progress { bar: Some(bar) }
+        } else {
+            self.info(&msg);
+            Progress { bar: None }
         }
     }
 
@@ -76,7 +121,7 @@ impl Printer {
     pub fn debug(&self, level: u8, msg: impl AsRef<str>) {
         if !self.quiet && self.verbose >= level {
             let dim = self.style(Style::new().dim());
-            eprintln!("{}", dim.apply_to(msg.as_ref()));
+            line(&dim.apply_to(msg.as_ref()).to_string());
         }
     }
 
@@ -84,14 +129,14 @@ impl Printer {
     pub fn warn(&self, msg: impl AsRef<str>) {
         if !self.quiet {
             let yellow = self.style(Style::new().yellow().bold());
-            eprintln!("{} {}", yellow.apply_to("warning:"), msg.as_ref());
+            line(&format!("{} {}", yellow.apply_to("warning:"), msg.as_ref()));
         }
     }
 
     /// An error (stderr). Always shown.
     pub fn error(&self, msg: impl AsRef<str>) {
         let red = self.style(Style::new().red().bold());
-        eprintln!("{} {}", red.apply_to("error:"), msg.as_ref());
+        line(&format!("{} {}", red.apply_to("error:"), msg.as_ref()));
     }
 
     /// Data for stdout, written as is.
@@ -102,5 +147,26 @@ impl Printer {
             out.write_all(b"\n")?;
         }
         out.flush()
+    }
+}
+
+/// A spinner (on a terminal) for a step in progress.
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    /// Ends the spinner; `line` is printed in its place (through the printer, by the caller).
+    pub fn finish(self) {}
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            if let Ok(mut active) = ACTIVE.lock() {
+                *active = None;
+            }
+            bar.finish_and_clear();
+        }
     }
 }

@@ -177,7 +177,7 @@ impl<C: Workflow> Runner<'_, C> {
                 reports.push(report);
                 continue;
             }
-            ctx.printer().info(format!("[{name}] {}", step.about()));
+            let progress = ctx.printer().progress(format!("[{name}] {}", step.about()));
             let started = Instant::now();
             let result = async {
                 step.apply(ctx, &mut report).await?;
@@ -204,6 +204,7 @@ impl<C: Workflow> Runner<'_, C> {
                 )
             });
             report.duration = started.elapsed();
+            progress.finish();
             match result {
                 Ok(()) => {
                     ctx.printer()

@@ -4,7 +4,9 @@ mod support;
 
 mod bad_input;
 mod cli;
+mod live_hub;
 mod live_refusals;
+mod live_spoke;
 mod render;
 mod schema;
 mod semantics;

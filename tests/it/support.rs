@@ -5,6 +5,10 @@ use std::process::Command;
 
 use serde_json::Value;
 
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
@@ -126,6 +130,16 @@ impl Run {
     pub fn cwd(mut self, dir: &Path) -> Run {
         self.cmd.current_dir(dir);
         self
+    }
+
+    /// Starts the binary without waiting (stdout and stderr discarded).
+    pub fn spawn(mut self) -> std::process::Child {
+        self.cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting ztwim-hub")
     }
 
     pub fn run(mut self) -> Output {
