@@ -497,7 +497,20 @@ impl Inner {
                 "exec: executable {command} failed: the plugin did not return within {timeout:?}"
             )
         };
+        let started = std::time::Instant::now();
         let result = rx.recv_timeout(timeout).map_err(|_| timed_out())?;
+        if result.hang {
+            std::thread::sleep(timeout.saturating_sub(started.elapsed()));
+            return Err(timed_out());
+        }
+        if let Some(d) = result.delay {
+            let left = timeout.saturating_sub(started.elapsed());
+            if d > left {
+                std::thread::sleep(left);
+                return Err(timed_out());
+            }
+            std::thread::sleep(d);
+        }
         if result.exit_code != 0 {
             let stderr = String::from_utf8_lossy(&result.stderr).trim().to_string();
             let detail = if stderr.is_empty() {

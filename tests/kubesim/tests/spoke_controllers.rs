@@ -1005,8 +1005,8 @@ async fn register_spoke(sim: &Sim, ca: bool) {
         .unwrap();
 }
 
-async fn create_application(setup: &ArgoSetup) {
-    let hub = admin_client(&setup.sim, "hub").await;
+async fn create_application(sim: &Sim, manifests: &std::path::Path) {
+    let hub = admin_client(sim, "hub").await;
     let apps: Api<DynamicObject> = Api::namespaced_with(
         hub,
         NS,
@@ -1016,7 +1016,7 @@ async fn create_application(setup: &ArgoSetup) {
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
         "metadata": {"name": "guestbook", "namespace": NS},
         "spec": {"project": "default",
-                 "source": {"repoURL": format!("file://{}", setup.manifests.path().display()), "path": "guestbook", "targetRevision": "HEAD"},
+                 "source": {"repoURL": format!("file://{}", manifests.display()), "path": "guestbook", "targetRevision": "HEAD"},
                  "destination": {"name": "spoke", "namespace": "guestbook"},
                  "syncPolicy": {"automated": {"prune": false, "selfHeal": false}, "syncOptions": ["CreateNamespace=true"]}}
     }))
@@ -1050,7 +1050,7 @@ async fn argocd_application_fails_without_spoke_rbac_then_syncs() {
         exec_plugin(setup.issuer.clone()),
     );
     register_spoke(sim, true).await;
-    create_application(&setup).await;
+    create_application(sim, setup.manifests.path()).await;
     eventually("a ComparisonError for the missing RBAC", || {
         comparison_error(sim).is_some()
     })
@@ -1102,7 +1102,7 @@ async fn argocd_reports_exec_plugin_and_tls_failures() {
     let sim = &setup.sim;
     // No init container installed the plugin: the exec exits 127.
     register_spoke(sim, true).await;
-    create_application(&setup).await;
+    create_application(sim, setup.manifests.path()).await;
     eventually("a ComparisonError for the missing plugin", || {
         comparison_error(sim).is_some_and(|m| m.contains("exit code 127"))
     })
@@ -1114,10 +1114,7 @@ async fn argocd_reports_exec_plugin_and_tls_failures() {
         NS,
         "*",
         Some("argocd-application-controller"),
-        |_: &ExecRequest| {
-            std::thread::sleep(Duration::from_secs(3600));
-            ExecResult::ok("")
-        },
+        |_: &ExecRequest| ExecResult::hang(),
     );
     eventually("a ComparisonError for the hanging plugin", || {
         comparison_error(sim).is_some_and(|m| m.contains("did not return within"))
@@ -1198,4 +1195,224 @@ fn binary_takes_an_authn_config_per_kind_cluster() {
     assert_eq!(line.trim(), "ready");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole runbook across the simulated hub and spoke: the hub's SPIRE OIDC issuer (served by
+// the hub controllers through the proxy routes), the spoke's external OIDC trusting the hub's
+// ingress CA, and the application controller running the exec plugin in its pod.
+
+const ZTWIM_NS: &str = "zero-trust-workload-identity-manager";
+const OP: &str = "operator.openshift.io/v1alpha1";
+
+fn cond_true(obj: &Option<Value>, ty: &str) -> bool {
+    obj.as_ref()
+        .and_then(|o| condition(o, ty))
+        .is_some_and(|c| c["status"] == "True")
+}
+
+async fn wait_crd(sim: &Sim, name: &str) {
+    let hub = sim.cluster("hub");
+    eventually(&format!("CRD {name} Established"), || {
+        cond_true(
+            &hub.get(
+                "apiextensions.k8s.io/v1",
+                "CustomResourceDefinition",
+                None,
+                name,
+            ),
+            "Established",
+        )
+    })
+    .await;
+}
+
+fn put_all(sim: &Sim, cluster: &str, yaml: &str) {
+    for doc in kubesim::schema::parse_yaml_documents(yaml).unwrap() {
+        sim.cluster(cluster).put(doc).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn runbook_end_to_end_hub_issuer_openshift_4_19_spoke_and_argocd_sync() {
+    let sim = Sim::start(
+        SimConfig::new()
+            .cluster("hub", Profile::openshift("4.20"))
+            .cluster("spoke", Profile::openshift("4.19"))
+            .controller_delay(Duration::from_millis(50))
+            .argocd_settings(ArgoCdSettings {
+                resync: Duration::from_millis(200),
+                exec_timeout: Duration::from_secs(10),
+                ..Default::default()
+            }),
+    )
+    .unwrap();
+    let hub = sim.cluster("hub");
+    let apps = hub.apps_domain();
+    let issuer = format!("https://spire-spiffe-oidc-discovery-provider.{apps}");
+    // Hub, part 1: ZTWIM.
+    put_all(
+        &sim,
+        "hub",
+        &format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ZTWIM_NS}}}\n---
+apiVersion: operators.coreos.com/v1\nkind: OperatorGroup\nmetadata: {{name: openshift-zero-trust-workload-identity-manager, namespace: {ZTWIM_NS}}}\nspec: {{upgradeStrategy: Default}}\n---
+apiVersion: operators.coreos.com/v1alpha1\nkind: Subscription\nmetadata: {{name: openshift-zero-trust-workload-identity-manager, namespace: {ZTWIM_NS}}}
+spec: {{name: openshift-zero-trust-workload-identity-manager, channel: stable-v1, source: redhat-operators, sourceNamespace: openshift-marketplace, installPlanApproval: Automatic}}\n"
+        ),
+    );
+    wait_crd(&sim, "spireservers.operator.openshift.io").await;
+    wait_crd(
+        &sim,
+        "zerotrustworkloadidentitymanagers.operator.openshift.io",
+    )
+    .await;
+    put_all(
+        &sim,
+        "hub",
+        &format!(
+            "apiVersion: {OP}\nkind: SpireServer\nmetadata: {{name: cluster}}
+spec:
+  jwtIssuer: {issuer}
+  caSubject: {{commonName: SPIRE Server CA, country: US, organization: ztwim-hub}}
+  persistence: {{size: 5Gi, accessMode: ReadWriteOnce}}
+  datastore: {{databaseType: sqlite3, connectionString: /run/spire/data/datastore.sqlite3}}
+  defaultJWTValidity: 5m
+---
+apiVersion: {OP}\nkind: SpireAgent\nmetadata: {{name: cluster}}
+spec: {{nodeAttestor: {{k8sPSATEnabled: \"true\"}}, workloadAttestors: {{k8sEnabled: \"true\", workloadAttestorsVerification: {{type: auto}}}}}}
+---
+apiVersion: {OP}\nkind: SpiffeCSIDriver\nmetadata: {{name: cluster}}\nspec: {{agentSocketPath: /run/spire/agent-sockets}}
+---
+apiVersion: {OP}\nkind: SpireOIDCDiscoveryProvider\nmetadata: {{name: cluster}}\nspec: {{jwtIssuer: {issuer}, managedRoute: \"true\"}}
+---
+apiVersion: {OP}\nkind: ZeroTrustWorkloadIdentityManager\nmetadata: {{name: cluster}}\nspec: {{trustDomain: {apps}, clusterName: management-cluster, bundleConfigMap: spire-bundle}}\n"
+        ),
+    );
+    eventually("ZTWIM Ready", || {
+        cond_true(
+            &hub.get(OP, "ZeroTrustWorkloadIdentityManager", None, "cluster"),
+            "Ready",
+        )
+    })
+    .await;
+    // Hub, part 2: Argo CD with the exec plugin plumbing on both components.
+    put_all(
+        &sim,
+        "hub",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: openshift-gitops-operator}\n---
+apiVersion: operators.coreos.com/v1\nkind: OperatorGroup\nmetadata: {name: openshift-gitops-operator, namespace: openshift-gitops-operator}\nspec: {}\n---
+apiVersion: operators.coreos.com/v1alpha1\nkind: Subscription\nmetadata: {name: openshift-gitops-operator, namespace: openshift-gitops-operator}
+spec: {name: openshift-gitops-operator, channel: latest, source: redhat-operators, sourceNamespace: openshift-marketplace, installPlanApproval: Automatic,
+       config: {env: [{name: DISABLE_DEFAULT_ARGOCD_INSTANCE, value: \"true\"}]}}\n",
+    );
+    wait_crd(&sim, "argocds.argoproj.io").await;
+    wait_crd(&sim, "applications.argoproj.io").await;
+    let plumbing = "
+    initContainers:
+    - name: install-jwt-spiffe
+      image: registry.redhat.io/ubi9/ubi:latest
+      env: [{name: EXEC_AUTH_URL, value: 'https://github.com/spiffe/k8s-spiffe-workload-jwt-exec-auth/releases/download/v0.0.7/k8s-spiffe-workload-jwt-exec-auth_Linux_x86_64.tar.gz'}]
+      command: [/bin/sh, -c]
+      args: ['curl -sL $EXEC_AUTH_URL | tar xz -C /tmp && mv /tmp/k8s-spiffe-workload-jwt-exec-auth /binaries/']
+      volumeMounts: [{name: binaries, mountPath: /binaries}]
+    volumeMounts:
+    - {name: binaries, mountPath: /binaries}
+    - {name: spiffe-workload-api, mountPath: /run/spire/sockets, readOnly: true}
+    volumes:
+    - {name: binaries, emptyDir: {}}
+    - {name: spiffe-workload-api, csi: {driver: csi.spiffe.io, readOnly: true}}
+";
+    put_all(
+        &sim,
+        "hub",
+        &format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NS}}}\n---
+apiVersion: argoproj.io/v1beta1\nkind: ArgoCD\nmetadata: {{name: openshift-gitops, namespace: {NS}}}
+spec:
+  ha: {{enabled: false}}
+  server:{plumbing}  controller:{plumbing}"
+        ),
+    );
+    eventually("ArgoCD Available", || {
+        hub.get(
+            "argoproj.io/v1beta1",
+            "ArgoCD",
+            Some(NS),
+            "openshift-gitops",
+        )
+        .is_some_and(|a| a["status"]["phase"] == "Available")
+    })
+    .await;
+    // Spoke (4.19): TechPreviewNoUpgrade, the hub's ingress CA, the OIDC provider, RBAC.
+    let spoke_admin = admin_client(&sim, "spoke").await;
+    config_api(&spoke_admin, "FeatureGate", "featuregates")
+        .patch(
+            "cluster",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"featureSet": "TechPreviewNoUpgrade"}})),
+        )
+        .await
+        .unwrap();
+    eventually("ExternalOIDC", || external_oidc_enabled(&sim)).await;
+    put_ca(&spoke_admin, "ztwim-oidc-ca", hub.ingress_ca_pem()).await;
+    let revision = sim.cluster("spoke").kube_apiserver_revision().unwrap();
+    patch_authentication(
+        &spoke_admin,
+        &oidc_spec(
+            &issuer,
+            Some("ztwim-oidc-ca"),
+            json!({"claim": "sub", "prefixPolicy": "NoPrefix"}),
+        ),
+    )
+    .await
+    .unwrap();
+    eventually("the spoke's rollout", || {
+        sim.cluster("spoke")
+            .kube_apiserver_revision()
+            .is_some_and(|r| r > revision)
+            && rolled_out(
+                &sim,
+                "spoke",
+                sim.cluster("spoke").kube_apiserver_revision().unwrap(),
+            )
+    })
+    .await;
+    let controller_id =
+        format!("spiffe://{apps}/ns/{NS}/sa/openshift-gitops-argocd-application-controller");
+    let crb: k8s_openapi::api::rbac::v1::ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "ztwim-gitops-admins"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": controller_id},
+                     {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": format!("spiffe://{apps}/ns/{NS}/sa/openshift-gitops-argocd-server")}]
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>::all(spoke_admin.clone())
+        .create(&PostParams::default(), &crb)
+        .await
+        .unwrap();
+    // Register the spoke and deploy to it.
+    register_spoke(&sim, true).await;
+    let manifests = tempfile::tempdir().unwrap();
+    std::fs::create_dir(manifests.path().join("guestbook")).unwrap();
+    std::fs::write(
+        manifests.path().join("guestbook/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: guestbook}\ndata: {greeting: hi}\n",
+    )
+    .unwrap();
+    create_application(&sim, manifests.path()).await;
+    let sim = &sim;
+    eventually("the Application Synced and Healthy", || {
+        let s = app_status(sim);
+        s["sync"]["status"] == "Synced" && s["health"]["status"] == "Healthy"
+    })
+    .await;
+    let cm = Api::<ConfigMap>::namespaced(spoke_admin, "guestbook")
+        .get("guestbook")
+        .await
+        .unwrap();
+    assert_eq!(cm.data.unwrap()["greeting"], "hi");
+    // The application controller's identity is what the spoke saw.
+    let token = sim.cluster("hub").spire_sign(&json!({"sub": controller_id, "aud": [AUDIENCE], "iss": issuer, "exp": jiff::Timestamp::now().as_second() + 300}));
+    assert_eq!(whoami(sim, "spoke", &token).await.unwrap().0, controller_id);
 }
