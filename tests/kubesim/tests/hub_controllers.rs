@@ -1268,6 +1268,34 @@ async fn exec_plugin_token_verifies(delay_ms: u64) {
     hub_with_argocd(&sim, &c, &p, &p).await;
     let td = sim.cluster("hub").apps_domain();
     let pod = server_pod(&c, GITOPS_NS, "openshift-gitops", "server").await;
+    // The pod carries the CR's init container, volumes and mounts, and is Ready.
+    let spec = get(&c, "v1", "Pod", Some(GITOPS_NS), &pod).await.unwrap();
+    assert!(cond_is(&spec, "Ready", "True"));
+    assert_eq!(
+        spec["spec"]["serviceAccountName"],
+        "openshift-gitops-argocd-server"
+    );
+    assert_eq!(
+        spec["spec"]["initContainers"][0]["name"],
+        "install-jwt-spiffe"
+    );
+    let volumes = spec["spec"]["volumes"].as_array().unwrap();
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["name"] == "spiffe-workload-api" && v["csi"]["driver"] == "csi.spiffe.io"),
+        "{volumes:?}"
+    );
+    let mounts = spec["spec"]["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m["name"] == "binaries" && m["mountPath"] == "/binaries"),
+        "{mounts:?}"
+    );
+    assert_eq!(spec["spec"]["containers"][0]["name"], "argocd-server");
     let (out, err, status) = exec(
         &c,
         GITOPS_NS,
@@ -1552,4 +1580,94 @@ async fn exec_plugin_expiration_timestamp_v006_vs_v007() {
         (exp - 150..=exp - 100).contains(&reported),
         "{reported} vs {exp}"
     );
+}
+
+#[tokio::test]
+async fn the_hub_settles_once_everything_is_ready() {
+    let sim = start(0);
+    let c = client(&sim).await;
+    let p = plumbing(Some("v0.0.7"), true);
+    hub_with_argocd(&sim, &c, &p, &p).await;
+    // Controllers only write when something changes: with nothing else happening the store
+    // stays still (a controller fighting itself or another would keep bumping it).
+    let hub = sim.cluster("hub");
+    let before = hub.resource_version();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        hub.resource_version(),
+        before,
+        "the hub keeps changing with no input"
+    );
+}
+
+/// The whole hub flow with the CRDs OLM installs when there is no reference directory
+/// (minimal ones that accept anything). Run in a child process by
+/// `hub_works_without_the_reference_directory`; passes either way when run directly.
+#[tokio::test]
+#[ignore = "run in a child process without the reference directory by hub_works_without_the_reference_directory"]
+async fn hub_flow_with_this_processs_crds() {
+    let sim = start(0);
+    let c = client(&sim).await;
+    let p = plumbing(Some("v0.0.7"), true);
+    hub_with_argocd(&sim, &c, &p, &p).await;
+    let minimal = kubesim::schema::reference_dir().is_none();
+    for crd in [
+        "spireservers.operator.openshift.io",
+        "argocds.argoproj.io",
+        "clusterspiffeids.spire.spiffe.io",
+    ] {
+        let o = get(
+            &c,
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            None,
+            crd,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            o["metadata"]["annotations"]["kubesim.io/minimal"] == "true",
+            minimal,
+            "{crd}"
+        );
+    }
+    let pod = server_pod(&c, GITOPS_NS, "openshift-gitops", "server").await;
+    let (out, err, status) = exec(
+        &c,
+        GITOPS_NS,
+        &pod,
+        "argocd-server",
+        plugin_cmd("k8s"),
+        GUARD,
+    )
+    .await
+    .expect("returns");
+    assert_eq!(exit_code(&status), 0, "{err}");
+    assert!(out.contains("kind: ExecCredential"), "{out}");
+}
+
+#[test]
+fn hub_works_without_the_reference_directory() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "hub_flow_with_this_processs_crds",
+            "--test-threads",
+            "1",
+        ])
+        .env(
+            kubesim::schema::REFERENCE_ENV,
+            "/nonexistent/kubesim-reference",
+        )
+        .env_remove(kubesim::schema::REQUIRE_REFERENCE_ENV)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
 }
