@@ -99,7 +99,8 @@ impl Printer {
     /// [`Progress::finish`]) ends it.
     pub fn progress(&self, msg: impl Into<String>) -> Progress {
         let msg = msg.into();
-        if self.progress_enabled() && self.stderr_tty {
+        let spinning = ACTIVE.lock().map(|a| a.is_some()).unwrap_or(true);
+        if self.progress_enabled() && self.stderr_tty && !spinning {
             let bar = indicatif::ProgressBar::new_spinner();
             bar.set_style(
                 indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")

@@ -64,6 +64,12 @@ pub trait Step<C: Workflow>: Sync {
     fn verify<'a>(&'a self, _ctx: &'a C, _report: &'a mut StepReport) -> BoxFuture<'a, Result<()>> {
         Box::pin(async { Ok(()) })
     }
+
+    /// The name of an earlier step during whose wait this step may already run (it touches another
+    /// cluster, so running it early is safe). `None`: strictly in order.
+    fn runs_during(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -166,59 +172,112 @@ pub struct Runner<'s, C: Workflow> {
 
 impl<C: Workflow> Runner<'_, C> {
     pub async fn run(&self, ctx: &C) -> (Vec<StepReport>, Result<()>) {
-        let mut reports = Vec::new();
-        let dry_run = ctx.applier().dry_run;
-        for step in self.steps {
+        let mut reports: Vec<StepReport> = Vec::new();
+        let mut done: Vec<String> = Vec::new();
+        for (index, step) in self.steps.iter().enumerate() {
             let name = step.name();
-            let mut report = StepReport::new(name);
+            if done.iter().any(|d| d == name) {
+                continue;
+            }
             if !self.selection.runs(name) {
+                let mut report = StepReport::new(name);
                 report.result = StepResult::Skipped;
                 ctx.printer().info(format!("[{name}] skipped"));
                 reports.push(report);
                 continue;
             }
-            let progress = ctx.printer().progress(format!("[{name}] {}", step.about()));
-            let started = Instant::now();
-            let result = async {
-                step.apply(ctx, &mut report).await?;
-                if dry_run.is_none() {
-                    step.wait(ctx, &mut report).await?;
-                    step.verify(ctx, &mut report).await?;
-                } else if dry_run == Some(DryRun::Server) {
-                    report
-                        .notes
-                        .push("dry run: not waited for, not verified".into());
-                }
-                anyhow::Ok(())
-            }
-            .await
-            .map_err(|err| {
-                let hint = if error::exit_code_of(&err) == error::ExitCode::Usage {
-                    String::new()
-                } else {
-                    format!("; fix the cause and re-run (--only {name} runs just this step)")
+            // Later steps that may run while this one waits.
+            let companions: Vec<&dyn Step<C>> = self.steps[index + 1..]
+                .iter()
+                .copied()
+                .filter(|s| s.runs_during() == Some(name) && self.selection.runs(s.name()))
+                .collect();
+            let (report, result) = if companions.is_empty() {
+                self.run_step(ctx, *step).await
+            } else {
+                let names: Vec<&str> = companions.iter().map(|s| s.name()).collect();
+                ctx.printer().debug(
+                    1,
+                    format!("[{name}] {} run(s) while it waits", names.join(", ")),
+                );
+                let main = self.run_step(ctx, *step);
+                let side = async {
+                    let mut out = Vec::new();
+                    for companion in &companions {
+                        let (r, res) = self.run_step(ctx, *companion).await;
+                        let failed = res.is_err();
+                        out.push((r, res));
+                        if failed {
+                            break;
+                        }
+                    }
+                    out
                 };
-                error::with_message(
-                    &err,
-                    format!("step {name}: {}{hint}", error::one_line(&err)),
-                )
-            });
-            report.duration = started.elapsed();
-            progress.finish();
-            match result {
-                Ok(()) => {
-                    ctx.printer()
-                        .info(format!("[{name}] done: {}", report.summary()));
-                    reports.push(report);
+                let ((report, result), side) = futures::join!(main, side);
+                let mut first_error = result;
+                let mut side_reports = Vec::new();
+                for (r, res) in side {
+                    done.push(r.step.clone());
+                    side_reports.push(r);
+                    if first_error.is_ok() {
+                        first_error = res;
+                    }
                 }
-                Err(err) => {
-                    report.result = StepResult::Failed;
-                    reports.push(report);
+                reports.push(report);
+                reports.extend(side_reports);
+                if let Err(err) = first_error {
                     return (reports, Err(err));
                 }
+                continue;
+            };
+            reports.push(report);
+            if let Err(err) = result {
+                return (reports, Err(err));
             }
         }
         (reports, Ok(()))
+    }
+
+    /// Applies, waits for and verifies one step (waits and verification are skipped in dry runs).
+    async fn run_step(&self, ctx: &C, step: &dyn Step<C>) -> (StepReport, Result<()>) {
+        let name = step.name();
+        let dry_run = ctx.applier().dry_run;
+        let mut report = StepReport::new(name);
+        let progress = ctx.printer().progress(format!("[{name}] {}", step.about()));
+        let started = Instant::now();
+        let result = async {
+            step.apply(ctx, &mut report).await?;
+            if dry_run.is_none() {
+                step.wait(ctx, &mut report).await?;
+                step.verify(ctx, &mut report).await?;
+            } else if dry_run == Some(DryRun::Server) {
+                report
+                    .notes
+                    .push("dry run: not waited for, not verified".into());
+            }
+            anyhow::Ok(())
+        }
+        .await
+        .map_err(|err| {
+            let hint = if error::exit_code_of(&err) == error::ExitCode::Usage {
+                String::new()
+            } else {
+                format!("; fix the cause and re-run (--only {name} runs just this step)")
+            };
+            error::with_message(
+                &err,
+                format!("step {name}: {}{hint}", error::one_line(&err)),
+            )
+        });
+        report.duration = started.elapsed();
+        progress.finish();
+        match &result {
+            Ok(()) => ctx
+                .printer()
+                .info(format!("[{name}] done: {}", report.summary())),
+            Err(_) => report.result = StepResult::Failed,
+        }
+        (report, result)
     }
 }
 

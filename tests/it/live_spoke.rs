@@ -423,3 +423,52 @@ fn no_token_in_any_output_of_add_and_remove() {
         );
     }
 }
+
+#[test]
+fn the_hub_secret_is_registered_while_the_spoke_rolls_out() {
+    let c = bootstrapped(&[("spoke", "openshift-4.20")]);
+    // The spoke's kube-apiserver never finishes its rollout: the run times out in apiserver-rollout,
+    // but the hub-only argocd-cluster step already ran during that wait.
+    c.sim
+        .cluster("spoke")
+        .add_fault(Fault::ControllerNeverReady {
+            controller: "kube-apiserver-operator".into(),
+        });
+    let out = c.run([
+        "add-spoke",
+        "--hub-context",
+        "hub",
+        "--spoke-context",
+        "spoke",
+        "--yes",
+        "--timeout",
+        "60s",
+        "--rollout-timeout",
+        "3s",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    let doc = json_of(&out);
+    let steps: Vec<(&str, &str)> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap(), s["result"].as_str().unwrap()))
+        .collect();
+    assert!(
+        steps.contains(&("apiserver-rollout", "failed")),
+        "{steps:?}"
+    );
+    assert!(steps.contains(&("argocd-cluster", "ok")), "{steps:?}");
+    assert!(
+        !steps.iter().any(|(s, _)| *s == "rbac"),
+        "nothing on the spoke after the failed rollout: {steps:?}"
+    );
+    assert!(
+        c.sim
+            .cluster("hub")
+            .get("v1", "Secret", Some("ztwim-gitops"), "spoke")
+            .is_some()
+    );
+}

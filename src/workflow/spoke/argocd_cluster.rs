@@ -14,4 +14,9 @@ impl Step<SpokeRun> for ArgocdCluster {
     fn about(&self) -> &'static str {
         "register the spoke in Argo CD: the cluster Secret on the hub"
     }
+
+    /// Only the hub changes, so it goes ahead while the spoke's kube-apiserver rolls out.
+    fn runs_during(&self) -> Option<&'static str> {
+        Some("apiserver-rollout")
+    }
 }
