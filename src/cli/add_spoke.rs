@@ -77,6 +77,19 @@ pub struct AddSpokeArgs {
     /// How long the kube-apiserver rollout may take.
     #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
     pub rollout_timeout: Duration,
+    /// Also prove a real sync: an Argo CD Application deploys the manifests of `ztwim-hub render smoke-test`
+    /// from this repository (committed there by you) to the spoke; it must become Synced and Healthy, and is
+    /// deleted again.
+    #[arg(long, value_name = "REPO_URL")]
+    pub smoke_test: Option<String>,
+    /// Path of the smoke-test manifests in the repository.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = ".",
+        requires = "smoke_test"
+    )]
+    pub smoke_test_path: String,
     /// Where the previous Authentication spec is saved [default: $XDG_STATE_HOME/ztwim-hub].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -122,6 +135,13 @@ pub fn exec(global: &GlobalArgs, args: &AddSpokeArgs, printer: &Printer) -> Resu
             n
         }
     };
+    if let Some(repo) = &args.smoke_test
+        && (repo.trim().is_empty() || repo.contains(char::is_whitespace))
+    {
+        return Err(error::input(format!(
+            "--smoke-test {repo:?}: give the URL of a repository Argo CD can read"
+        )));
+    }
     let spoke_ca_file = args
         .spoke_ca_file
         .as_deref()
@@ -183,6 +203,7 @@ pub fn exec(global: &GlobalArgs, args: &AddSpokeArgs, printer: &Printer) -> Resu
             ignore: args.live.ignore(),
             state_dir: args.state_dir.clone().unwrap_or_else(crate::state::default_dir),
             facts: Mutex::new(spoke::Facts { warnings, ..Default::default() }),
+            smoke_test: args.smoke_test.clone().map(|repo| spoke::SmokeTest { repo, path: args.smoke_test_path.clone() }),
         };
         let runner = Runner { steps: &steps, selection: args.live.selection() };
         let (reports, result) = runner.run(&ctx).await;
@@ -348,6 +369,7 @@ fn report(
                 "identities": facts.identities,
                 "spokeUsername": facts.spoke_username,
                 "argocdReached": facts.argocd_reached,
+                "smokeTest": facts.smoke_test,
                 "backupFile": facts.backup_file,
                 "warnings": facts.warnings,
             });

@@ -123,6 +123,7 @@ pub fn exec(global: &GlobalArgs, args: &RemoveSpokeArgs, printer: &Printer) -> R
             ignore: args.live.ignore(),
             state_dir: args.state_dir.clone().unwrap_or_else(crate::state::default_dir),
             facts: Mutex::new(spoke::Facts::default()),
+            smoke_test: None,
         };
         let runner = Runner { steps: &steps, selection: args.live.selection() };
         let (reports, result) = runner.run(&ctx).await;

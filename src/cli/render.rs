@@ -33,6 +33,14 @@ pub enum RenderWhat {
     Bootstrap(RenderBootstrapArgs),
     /// A spoke: feature gate (below 4.20), issuer CA, OIDC authentication, RBAC, and the Argo CD cluster Secret.
     AddSpoke(RenderAddSpokeArgs),
+    /// The manifests add-spoke --smoke-test deploys: commit them to a repository Argo CD can read.
+    SmokeTest(RenderSmokeTestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RenderSmokeTestArgs {
+    #[command(flatten)]
+    pub out: RenderOutputArgs,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -135,6 +143,7 @@ pub fn exec(global: &GlobalArgs, args: &RenderArgs, printer: &Printer) -> anyhow
             let (plan, warnings) = plan_add_spoke(&profile, &renderer, a)?;
             (plan, warnings, &a.out)
         }
+        RenderWhat::SmokeTest(a) => (smoke_test_plan(&profile, &renderer)?, Vec::new(), &a.out),
     };
     for warning in warnings {
         printer.warn(warning);
@@ -158,6 +167,24 @@ pub fn exec(global: &GlobalArgs, args: &RenderArgs, printer: &Printer) -> anyhow
     printer.data(&text)?;
     Ok(())
 }
+
+/// The smoke test's manifests (for the spoke, through Argo CD).
+pub fn smoke_test_plan(profile: &Profile, renderer: &Renderer) -> anyhow::Result<Plan> {
+    let steps = [crate::profile::StepManifests {
+        step: "smoke-test".into(),
+        cluster: crate::profile::Side::Spoke,
+        templates: vec![SMOKE_TEST_TEMPLATE.into()],
+    }];
+    Plan::render(
+        renderer,
+        &steps,
+        profile,
+        &serde_json::json!({}),
+        Some("smoke-test"),
+    )
+}
+
+pub const SMOKE_TEST_TEMPLATE: &str = "common/smoke/manifests.yaml";
 
 pub fn plan_bootstrap(
     profile: &Profile,

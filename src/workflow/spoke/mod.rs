@@ -50,6 +50,14 @@ pub struct SpokeRun {
     pub ignore: Ignore,
     pub state_dir: std::path::PathBuf,
     pub facts: Mutex<Facts>,
+    /// `--smoke-test`: where Argo CD finds the smoke-test manifests.
+    pub smoke_test: Option<SmokeTest>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmokeTest {
+    pub repo: String,
+    pub path: String,
 }
 
 /// What the steps found out, for the final report.
@@ -63,6 +71,7 @@ pub struct Facts {
     pub identities: Vec<Proven>,
     pub spoke_username: Option<String>,
     pub argocd_reached: Option<String>,
+    pub smoke_test: Option<String>,
     pub discovery: Option<Discovery>,
     pub warnings: Vec<String>,
 }

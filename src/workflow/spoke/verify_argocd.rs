@@ -113,7 +113,129 @@ impl Step<SpokeRun> for VerifyArgocd {
                 "Argo CD's application controller reaches {server} as {username}"
             ));
             ctx.facts.lock().expect("facts").argocd_reached = Some(server);
+            if let Some(smoke) = &ctx.smoke_test {
+                let note = smoke_test(ctx, smoke).await?;
+                report.notes.push(note.clone());
+                ctx.facts.lock().expect("facts").smoke_test = Some(note);
+            }
             Ok(())
         })
     }
+}
+
+const SMOKE_NAMESPACE: &str = "ztwim-hub-smoke";
+
+/// An Argo CD Application deploys the smoke-test manifests to the spoke; it must become Synced and
+/// Healthy and its ConfigMap must be on the spoke. Then it is deleted (with its resources).
+async fn smoke_test(ctx: &SpokeRun, smoke: &super::SmokeTest) -> Result<String> {
+    use crate::kube::kinds;
+    use crate::kube::wait::{self, Readiness, Target};
+    use crate::render::object::Object;
+    let ns = &ctx.values.gitops_namespace;
+    let name = format!("ztwim-hub-smoke-{}", ctx.values.spoke_name);
+    let app = Object::from_value(serde_json::json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "labels": {"app.kubernetes.io/managed-by": "ztwim-hub"},
+            "finalizers": ["resources-finalizer.argocd.argoproj.io"],
+        },
+        "spec": {
+            "project": "default",
+            "source": {"repoURL": smoke.repo, "path": smoke.path, "targetRevision": "HEAD"},
+            "destination": {"name": ctx.values.spoke_name, "namespace": SMOKE_NAMESPACE},
+            "syncPolicy": {"automated": {}, "syncOptions": ["CreateNamespace=true"]},
+        },
+    }))
+    .map_err(|e| anyhow::anyhow!("the smoke-test Application: {e}"))?;
+    ctx.applier.apply(&ctx.hub, &app).await?;
+    let kind = kinds::find("argoproj.io/v1alpha1", "Application").expect("a known kind");
+    let synced = wait::until(
+        &ctx.hub,
+        Target {
+            kind,
+            namespace: Some(ns),
+            name: Some(&name),
+            label_selector: None,
+        },
+        &format!("Application {ns}/{name} Synced and Healthy"),
+        ctx.timeout,
+        |objs| {
+            let Some(app) = objs.first() else {
+                return Readiness::NotReady("it does not exist".into());
+            };
+            let get = |p: &str| {
+                app.data
+                    .pointer(p)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let (sync, health) = (get("/status/sync/status"), get("/status/health/status"));
+            if sync == "Synced" && health == "Healthy" {
+                return Readiness::Ready;
+            }
+            let conditions: Vec<String> = app
+                .data
+                .pointer("/status/conditions")
+                .and_then(|c| c.as_array())
+                .map(|c| {
+                    c.iter()
+                        .map(|c| {
+                            format!(
+                                "{}: {}",
+                                c["type"].as_str().unwrap_or(""),
+                                c["message"].as_str().unwrap_or("")
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Readiness::NotReady(format!(
+                "sync {sync:?}, health {health:?} {}",
+                conditions.join("; ")
+            ))
+        },
+    )
+    .await
+    .map_err(|e| {
+        Error::Verification(format!(
+            "the smoke test failed: {}",
+            crate::error::one_line(&e)
+        ))
+    })?;
+    drop(synced);
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(ctx.spoke.client.clone(), SMOKE_NAMESPACE);
+    if cms.get_opt("ztwim-hub-smoke").await?.is_none() {
+        return Err(Error::Verification(format!(
+            "Application {ns}/{name} reports Synced and Healthy, but ConfigMap {SMOKE_NAMESPACE}/ztwim-hub-smoke is not on the spoke"
+        ))
+        .into());
+    }
+    ctx.applier.delete(&ctx.hub, kind, Some(ns), &name).await?;
+    wait::until(
+        &ctx.hub,
+        Target {
+            kind,
+            namespace: Some(ns),
+            name: Some(&name),
+            label_selector: None,
+        },
+        &format!("Application {ns}/{name} to be deleted with its resources"),
+        ctx.timeout,
+        |objs| {
+            if objs.is_empty() {
+                Readiness::Ready
+            } else {
+                Readiness::NotReady("still there".into())
+            }
+        },
+    )
+    .await?;
+    Ok(format!(
+        "smoke test: Application {name} synced {SMOKE_NAMESPACE}/ztwim-hub-smoke to the spoke, Healthy; deleted again"
+    ))
 }

@@ -21,7 +21,8 @@ pub struct ApiError {
     pub code: u16,
     pub reason: String,
     pub message: String,
-    pub details: Option<Value>,
+    /// Boxed: keeps `Result<_, ApiError>` small (serde_json's `preserve_order` makes `Value` large).
+    pub details: Option<Box<Value>>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -42,7 +43,9 @@ impl ApiError {
         }
     }
     fn with_details(mut self, rt: &ResourceType, name: &str) -> Self {
-        self.details = Some(json!({"name": name, "group": rt.group, "kind": rt.plural}));
+        self.details = Some(Box::new(
+            json!({"name": name, "group": rt.group, "kind": rt.plural}),
+        ));
         self
     }
     pub fn not_found(rt: &ResourceType, name: &str) -> Self {
@@ -121,7 +124,7 @@ impl ApiError {
             "code": self.code,
         });
         if let Some(d) = &self.details {
-            v["details"] = d.clone();
+            v["details"] = d.as_ref().clone();
         }
         v
     }
@@ -1206,7 +1209,7 @@ impl Store {
                         list.join("\n")
                     ),
                 );
-                e.details = Some(json!({"name": name, "group": rt.group, "kind": rt.plural, "causes": causes}));
+                e.details = Some(Box::new(json!({"name": name, "group": rt.group, "kind": rt.plural, "causes": causes})));
                 e
             })?;
             return match old {

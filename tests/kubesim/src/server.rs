@@ -332,7 +332,7 @@ async fn handle(
             format!("kubesim injected fault: HTTP {}", inj.status),
         );
         if let Some(s) = inj.retry_after_seconds {
-            e.details = Some(json!({"retryAfterSeconds": s}));
+            e.details = Some(Box::new(json!({"retryAfterSeconds": s})));
         }
         let mut r = error_response(&e);
         if let Some(s) = inj.retry_after_seconds {
