@@ -647,10 +647,11 @@ async fn openshift_4_19_needs_tech_preview_which_cannot_be_reverted() {
         .await
         .unwrap();
     eventually("ExternalOIDC enabled", || external_oidc_enabled(&sim)).await;
+    // The feature set change rolls revision 8, then the Authentication revision 9.
+    eventually("revision 8", || rolled_out(&sim, "spoke", 8)).await;
     patch_authentication(&admin, &spec)
         .await
         .expect("accepted with TechPreviewNoUpgrade");
-    // The feature set change rolls revision 8, the Authentication revision 9.
     eventually("revision 9", || rolled_out(&sim, "spoke", 9)).await;
     assert_eq!(
         whoami(&sim, "spoke", &issuer.token(SPIFFE_ID, AUDIENCE))
@@ -1261,12 +1262,15 @@ apiVersion: operators.coreos.com/v1alpha1\nkind: Subscription\nmetadata: {{name:
 spec: {{name: openshift-zero-trust-workload-identity-manager, channel: stable-v1, source: redhat-operators, sourceNamespace: openshift-marketplace, installPlanApproval: Automatic}}\n"
         ),
     );
-    wait_crd(&sim, "spireservers.operator.openshift.io").await;
-    wait_crd(
-        &sim,
-        "zerotrustworkloadidentitymanagers.operator.openshift.io",
-    )
-    .await;
+    for plural in [
+        "spireservers",
+        "spireagents",
+        "spiffecsidrivers",
+        "spireoidcdiscoveryproviders",
+        "zerotrustworkloadidentitymanagers",
+    ] {
+        wait_crd(&sim, &format!("{plural}.operator.openshift.io")).await;
+    }
     put_all(
         &sim,
         "hub",
@@ -1356,7 +1360,8 @@ spec:
         .unwrap();
     eventually("ExternalOIDC", || external_oidc_enabled(&sim)).await;
     put_ca(&spoke_admin, "ztwim-oidc-ca", hub.ingress_ca_pem()).await;
-    let revision = sim.cluster("spoke").kube_apiserver_revision().unwrap();
+    // The feature set itself rolls revision 8; the Authentication change then rolls 9.
+    eventually("the feature-set rollout", || rolled_out(&sim, "spoke", 8)).await;
     patch_authentication(
         &spoke_admin,
         &oidc_spec(
@@ -1367,15 +1372,8 @@ spec:
     )
     .await
     .unwrap();
-    eventually("the spoke's rollout", || {
-        sim.cluster("spoke")
-            .kube_apiserver_revision()
-            .is_some_and(|r| r > revision)
-            && rolled_out(
-                &sim,
-                "spoke",
-                sim.cluster("spoke").kube_apiserver_revision().unwrap(),
-            )
+    eventually("the Authentication rollout", || {
+        rolled_out(&sim, "spoke", 9)
     })
     .await;
     let controller_id =
