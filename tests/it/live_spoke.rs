@@ -202,7 +202,18 @@ fn a_4_19_spoke_gets_the_irreversible_feature_set_only_with_consent() {
         .iter()
         .find(|s| s["step"] == "feature-gate")
         .unwrap();
-    assert_eq!(step["notes"], json!(["ExternalOIDC enabled"]));
+    let notes: Vec<&str> = step["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert_eq!(notes[0], "ExternalOIDC enabled");
+    // The feature set's own kube-apiserver rollout is awaited before the Authentication changes.
+    assert!(
+        notes[1].starts_with("kube-apiserver rolled out the feature set"),
+        "{notes:?}"
+    );
 }
 
 #[test]
@@ -470,5 +481,38 @@ fn the_hub_secret_is_registered_while_the_spoke_rolls_out() {
             .cluster("hub")
             .get("v1", "Secret", Some("ztwim-gitops"), "spoke")
             .is_some()
+    );
+}
+
+#[test]
+fn the_smoke_test_syncs_an_application_to_the_spoke_and_removes_it() {
+    let c = bootstrapped(&[("spoke", "openshift-4.20")]);
+    // The manifests the tool supplies, in a "repository" kubesim's Argo CD reads (file://).
+    let repo = tempfile::tempdir().unwrap();
+    let manifests = c.run(["render", "smoke-test"]).success().stdout;
+    std::fs::write(repo.path().join("smoke.yaml"), manifests).unwrap();
+    let url = format!("file://{}", repo.path().display());
+    let doc = json_of(&add_spoke(&c, "spoke", &["--smoke-test", &url, "-o", "json"]).success());
+    assert_registered(&c, "spoke", &doc);
+    assert!(
+        doc["smokeTest"].as_str().unwrap().contains("Healthy"),
+        "{doc}"
+    );
+    // Deleted again, with what it deployed.
+    let hub = c.sim.cluster("hub");
+    assert!(
+        hub.list("argoproj.io/v1alpha1", "Application", Some("ztwim-gitops"))
+            .is_empty()
+    );
+    assert!(
+        c.sim
+            .cluster("spoke")
+            .get(
+                "v1",
+                "ConfigMap",
+                Some("ztwim-hub-smoke"),
+                "ztwim-hub-smoke"
+            )
+            .is_none()
     );
 }

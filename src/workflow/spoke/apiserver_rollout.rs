@@ -52,60 +52,7 @@ impl Step<SpokeRun> for ApiserverRollout {
                 let f = ctx.facts.lock().expect("facts");
                 (f.authentication_changed, f.revision_before)
             };
-            let seen_progressing = AtomicBool::new(false);
-            let last_message = Mutex::new(String::new());
-            let cos = wait::until(
-                &ctx.spoke,
-                Target {
-                    kind: kind(),
-                    namespace: None,
-                    name: Some("kube-apiserver"),
-                    label_selector: None,
-                },
-                "ClusterOperator kube-apiserver to roll out the new revision",
-                ctx.rollout_timeout,
-                |objs| {
-                    let Some(co) = objs.first() else {
-                        return Readiness::NotReady(
-                            "ClusterOperator kube-apiserver does not exist".into(),
-                        );
-                    };
-                    let status = |t: &str| {
-                        wait::condition(co, t)
-                            .map(|(s, _, m)| (s, m))
-                            .unwrap_or_default()
-                    };
-                    let (available, _) = status("Available");
-                    let (progressing, progress_message) = status("Progressing");
-                    let (degraded, degraded_message) = status("Degraded");
-                    if progressing == "True" {
-                        seen_progressing.store(true, Ordering::SeqCst);
-                        let mut last = last_message.lock().expect("message lock");
-                        if *last != progress_message {
-                            ctx.printer
-                                .info(format!("  kube-apiserver: {progress_message}"));
-                            *last = progress_message.clone();
-                        }
-                    }
-                    let rolled = !changed
-                        || match (before, revision(co)) {
-                            (Some(b), Some(now)) => now > b,
-                            _ => seen_progressing.load(Ordering::SeqCst),
-                        };
-                    if available == "True" && progressing == "False" && degraded != "True" && rolled
-                    {
-                        Readiness::Ready
-                    } else if degraded == "True" {
-                        Readiness::NotReady(format!("Degraded: {degraded_message}"))
-                    } else {
-                        Readiness::NotReady(format!(
-                            "Available={available} Progressing={progressing} {progress_message}"
-                        ))
-                    }
-                },
-            )
-            .await?;
-            let rev = cos.first().and_then(revision);
+            let rev = wait_rollout(ctx, changed, before).await?;
             report.notes.push(match (changed, rev) {
                 (true, Some(r)) => format!("kube-apiserver rolled out revision {r}"),
                 (true, None) => "kube-apiserver rolled out".into(),
@@ -114,4 +61,65 @@ impl Step<SpokeRun> for ApiserverRollout {
             Ok(())
         })
     }
+}
+
+/// Watches ClusterOperator `kube-apiserver` until it is Available, not Progressing, not Degraded and,
+/// when `changed`, at a revision above `before` (or, when no revision is reported, after it was seen
+/// Progressing). Returns the revision it settled at.
+pub async fn wait_rollout(
+    ctx: &SpokeRun,
+    changed: bool,
+    before: Option<u64>,
+) -> Result<Option<u64>> {
+    let seen_progressing = AtomicBool::new(false);
+    let last_message = Mutex::new(String::new());
+    let cos = wait::until(
+        &ctx.spoke,
+        Target {
+            kind: kind(),
+            namespace: None,
+            name: Some("kube-apiserver"),
+            label_selector: None,
+        },
+        "ClusterOperator kube-apiserver to roll out the new revision",
+        ctx.rollout_timeout,
+        |objs| {
+            let Some(co) = objs.first() else {
+                return Readiness::NotReady("ClusterOperator kube-apiserver does not exist".into());
+            };
+            let status = |t: &str| {
+                wait::condition(co, t)
+                    .map(|(s, _, m)| (s, m))
+                    .unwrap_or_default()
+            };
+            let (available, _) = status("Available");
+            let (progressing, progress_message) = status("Progressing");
+            let (degraded, degraded_message) = status("Degraded");
+            if progressing == "True" {
+                seen_progressing.store(true, Ordering::SeqCst);
+                let mut last = last_message.lock().expect("message lock");
+                if *last != progress_message {
+                    ctx.printer
+                        .info(format!("  kube-apiserver: {progress_message}"));
+                    *last = progress_message.clone();
+                }
+            }
+            let rolled = !changed
+                || match (before, revision(co)) {
+                    (Some(b), Some(now)) => now > b,
+                    _ => seen_progressing.load(Ordering::SeqCst),
+                };
+            if available == "True" && progressing == "False" && degraded != "True" && rolled {
+                Readiness::Ready
+            } else if degraded == "True" {
+                Readiness::NotReady(format!("Degraded: {degraded_message}"))
+            } else {
+                Readiness::NotReady(format!(
+                    "Available={available} Progressing={progressing} {progress_message}"
+                ))
+            }
+        },
+    )
+    .await?;
+    Ok(cos.first().and_then(revision))
 }

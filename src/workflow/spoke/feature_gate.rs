@@ -62,7 +62,14 @@ impl Step<SpokeRun> for FeatureGate {
                     }
                 }
             }
+            let before = super::apiserver_rollout::current_revision(ctx).await?;
             let change = ctx.applier.apply(&ctx.spoke, &planned.object).await?;
+            if change.is_write() {
+                ctx.facts
+                    .lock()
+                    .expect("facts")
+                    .feature_gate_revision_before = Some(before);
+            }
             report.changes.push(ObjectChange {
                 cluster: planned.cluster.clone(),
                 object: planned.object.display_name(),
@@ -113,6 +120,21 @@ impl Step<SpokeRun> for FeatureGate {
             )
             .await?;
             report.notes.push("ExternalOIDC enabled".into());
+            // The feature set rolls out a kube-apiserver revision of its own: let it finish, so that the
+            // authentication step's rollout is not mistaken for it (or it for that one).
+            let pending = ctx
+                .facts
+                .lock()
+                .expect("facts")
+                .feature_gate_revision_before
+                .take();
+            if let Some(before) = pending {
+                let rev = super::apiserver_rollout::wait_rollout(ctx, true, before).await?;
+                report.notes.push(match rev {
+                    Some(r) => format!("kube-apiserver rolled out the feature set (revision {r})"),
+                    None => "kube-apiserver rolled out the feature set".into(),
+                });
+            }
             Ok(())
         })
     }

@@ -65,6 +65,9 @@ pub struct SmokeTest {
 pub struct Facts {
     /// The kube-apiserver revision before the authentication change (when the operator reports one).
     pub revision_before: Option<u64>,
+    /// Set when this run changed the feature set: the kube-apiserver revision before it.
+    #[serde(skip)]
+    pub feature_gate_revision_before: Option<Option<u64>>,
     /// Whether this run changed the Authentication (so a rollout must follow).
     pub authentication_changed: bool,
     pub backup_file: Option<String>,

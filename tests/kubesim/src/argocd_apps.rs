@@ -1089,13 +1089,22 @@ impl Inner {
             let outcome = match live {
                 None => {
                     let ns = t.namespaced.then_some(t.namespace.as_str());
-                    client
-                        .call(
-                            "POST",
-                            &t.collection(ns),
-                            Some(("application/json", &t.obj)),
-                        )
-                        .map(|r| (r, "created"))
+                    match client.call(
+                        "POST",
+                        &t.collection(ns),
+                        Some(("application/json", &t.obj)),
+                    ) {
+                        // Created meanwhile (e.g. the destination namespace, by CreateNamespace=true):
+                        // Argo CD applies, which updates what exists.
+                        Ok((409, _)) => client
+                            .call(
+                                "PATCH",
+                                &t.path(),
+                                Some(("application/merge-patch+json", &t.obj)),
+                            )
+                            .map(|r| (r, "configured")),
+                        other => other.map(|r| (r, "created")),
+                    }
                 }
                 Some(_) => client
                     .call(
