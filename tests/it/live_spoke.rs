@@ -516,3 +516,48 @@ fn the_smoke_test_syncs_an_application_to_the_spoke_and_removes_it() {
             .is_none()
     );
 }
+
+#[test]
+fn a_publicly_trusted_issuer_needs_no_issuer_ca_on_the_spoke() {
+    let c = bootstrapped(&[("spoke", "openshift-4.20")]);
+    let hub = c.sim.cluster("hub");
+    // The hub's ingress certificate is publicly trusted: by the spokes' API servers and by this machine.
+    hub.trust_ingress_publicly();
+    let roots = c.dir.path().join("public-roots.pem");
+    std::fs::write(&roots, hub.ingress_ca_pem()).unwrap();
+    let out = c
+        .command([
+            "add-spoke",
+            "--hub-context",
+            "hub",
+            "--spoke-context",
+            "spoke",
+            "--yes",
+            "--timeout",
+            "60s",
+            "-o",
+            "json",
+        ])
+        .env("SSL_CERT_FILE", roots.to_str().unwrap())
+        .run()
+        .success();
+    let doc = json_of(&out);
+    assert_registered(&c, "spoke", &doc);
+    assert_eq!(doc["values"]["issuerCAConfigMap"], Value::Null);
+    let spoke = c.sim.cluster("spoke");
+    assert!(
+        spoke
+            .get(
+                "v1",
+                "ConfigMap",
+                Some("openshift-config"),
+                "ztwim-oidc-issuer-ca"
+            )
+            .is_none()
+    );
+    let issuer = &auth_spec(&c, "spoke")["oidcProviders"][0]["issuer"];
+    assert!(
+        issuer.get("issuerCertificateAuthority").is_none(),
+        "{issuer}"
+    );
+}

@@ -66,6 +66,15 @@ impl Clusters {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
+        self.command(args).run()
+    }
+
+    /// The same, not yet run (to add environment).
+    pub fn command<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
         let proxy = format!("http://{}", self.sim.proxy_addr());
         Run::new(args)
             .env("KUBECONFIG", self.kubeconfig.to_str().unwrap())
@@ -76,7 +85,6 @@ impl Clusters {
                 self.dir.path().join("state").to_str().unwrap(),
             )
             .env("HOME", self.dir.path().to_str().unwrap())
-            .run()
     }
 
     /// Counters of mutating requests on every cluster, as (name, mutating, stored).

@@ -608,7 +608,15 @@ impl JwtAuthenticator {
     fn fetch_keys(&self) -> Result<Arc<JwkSet>, String> {
         let roots = match &self.config.ca_pem {
             Some(pem) => Arc::new(roots_from_pem(pem)?),
-            None => Arc::new(system_roots()),
+            None => {
+                let mut roots = system_roots();
+                for pem in self.routes.public_roots() {
+                    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()).flatten() {
+                        let _ = roots.add(cert);
+                    }
+                }
+                Arc::new(roots)
+            }
         };
         let issuer = &self.config.issuer_url;
         let discovery_url = self.config.discovery_url.clone().unwrap_or_else(|| {

@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// `host:port` (as in the CONNECT line) to a local address.
 #[derive(Default)]
-pub struct Routes(RwLock<HashMap<String, SocketAddr>>);
+pub struct Routes(RwLock<HashMap<String, SocketAddr>>, RwLock<Vec<String>>);
 
 impl Routes {
     pub fn add(&self, host_port: &str, backend: SocketAddr) {
@@ -24,6 +24,14 @@ impl Routes {
             .write()
             .unwrap()
             .insert(host_port.to_ascii_lowercase(), backend);
+    }
+    /// Count `pem` (a CA) among the "system roots" of every simulated client: hosts with certificates
+    /// from it are then publicly trusted, as a real ingress with a public certificate would be.
+    pub fn add_public_root(&self, pem: &str) {
+        self.1.write().unwrap().push(pem.to_string());
+    }
+    pub fn public_roots(&self) -> Vec<String> {
+        self.1.read().unwrap().clone()
     }
     pub fn get(&self, host_port: &str) -> Option<SocketAddr> {
         self.0

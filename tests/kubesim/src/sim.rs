@@ -243,6 +243,12 @@ impl ClusterHandle {
         &self.oidc
     }
     /// The simulated hosts (shared by every cluster and the CONNECT proxy).
+    /// Make this cluster's ingress certificates publicly trusted: simulated clients (the spokes'
+    /// kube-apiservers) then verify them with their system roots. Processes outside kubesim need the
+    /// CA too (e.g. `SSL_CERT_FILE`).
+    pub fn trust_ingress_publicly(&self) {
+        self.routes.add_public_root(self.ingress_ca_pem());
+    }
     pub(crate) fn routes(&self) -> &Arc<Routes> {
         &self.routes
     }
