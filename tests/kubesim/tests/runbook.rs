@@ -16,7 +16,7 @@ fn runbook_replays_with_kubectl() {
     let sim = Sim::start(
         SimConfig::new()
             .cluster("hub", Profile::openshift("4.20"))
-            .cluster("spoke", Profile::openshift("4.20"))
+            .cluster("spoke", Profile::openshift("4.19"))
             .controller_delay(Duration::from_millis(100)),
     )
     .expect("sim starts");
@@ -29,6 +29,8 @@ fn runbook_replays_with_kubectl() {
         .join("tests")
         .join("runbook.sh");
     let out_path = dir.path().join("stdout");
+    let smoke_dir = dir.path().join("smoke-repo");
+    std::fs::create_dir_all(&smoke_dir).unwrap();
     let err_path = dir.path().join("stderr");
     let mut child = Command::new("bash")
         .arg(&script)
@@ -38,6 +40,7 @@ fn runbook_replays_with_kubectl() {
         .env("HOME", dir.path())
         .env("HUB_CONTEXT", "hub")
         .env("SPOKE_CONTEXT", "spoke")
+        .env("SMOKE_DIR", &smoke_dir)
         .env("WAIT_SECONDS", "120")
         .env_remove("HTTPS_PROXY")
         .env_remove("https_proxy")
@@ -65,4 +68,5 @@ fn runbook_replays_with_kubectl() {
         status.unwrap_or_else(|| panic!("runbook.sh did not finish within {GUARD:?}\n{report}"));
     assert!(status.success(), "runbook.sh failed ({status})\n{report}");
     assert!(stdout.contains("hub: OK"), "{report}");
+    assert!(stdout.contains("spoke: OK"), "{report}");
 }

@@ -2,7 +2,8 @@
 # Replays the runbook (/work/shared/mission/README.md) against kubesim with kubectl only.
 #
 # Part "hub": ZTWIM (SPIRE) and Argo CD on the management cluster, then the identity check
-# in the argocd-server pod. (The spoke part is appended below it.)
+# in the argocd-server pod. Part "spoke": external OIDC trusting the hub, RBAC, the Argo CD
+# registration and a smoke-test Application, ending with `kubectl auth whoami --token`.
 #
 # Inputs (environment):
 #   KUBECONFIG     kubeconfig with the contexts below (admin client certificates)
@@ -12,7 +13,9 @@
 #   KUBECTL        kubectl to use (default: kubectl)
 #   WAIT_SECONDS   how long any single wait may take (default: 120)
 #
-# Prints "hub: OK" when the hub part passed; exits non-zero with "FAIL: ..." otherwise.
+#   SMOKE_DIR      a directory for the smoke-test manifests (Argo CD reads it as file://)
+#
+# Prints "hub: OK" and "spoke: OK" as the parts pass; exits non-zero with "FAIL: ..." otherwise.
 set -euo pipefail
 
 HUB=${HUB_CONTEXT:-hub}
@@ -24,7 +27,9 @@ if [ -n "${KUBESIM_ENV:-}" ]; then
     . "$KUBESIM_ENV"
 fi
 
+SPOKE=${SPOKE_CONTEXT:-spoke}
 hub() { "$KUBECTL" --context "$HUB" "$@"; }
+spoke() { "$KUBECTL" --context "$SPOKE" "$@"; }
 step() { printf '\n== %s\n' "$*"; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 expect_eq() { [ "$1" = "$2" ] || fail "$3: expected '$2', got '$1'"; }
@@ -342,5 +347,161 @@ echo
 echo "hub: OK"
 
 ###############################################################################################
-# Spoke: appended by the spoke part of the replay.
+# Spoke
 ###############################################################################################
+
+step "spoke 1: below 4.20, the TechPreviewNoUpgrade feature set (irreversible), then ExternalOIDC"
+SPOKE_VERSION=$(spoke get clusterversion version -o jsonpath='{.status.desired.version}')
+echo "spoke runs OpenShift $SPOKE_VERSION"
+revision() { spoke get clusteroperator kube-apiserver \
+    -o jsonpath='{.status.conditions[?(@.type=="Available")].message}' | sed -n 's/.*at revision \([0-9]*\).*/\1/p'; }
+# Wait until the kube-apiserver runs a revision above $1 and no longer progresses.
+wait_rollout() {
+    local deadline=$((SECONDS + WAIT_SECONDS)) rev progressing
+    while :; do
+        rev=$(revision)
+        progressing=$(spoke get clusteroperator kube-apiserver \
+            -o jsonpath='{.status.conditions[?(@.type=="Progressing")].status}')
+        if [ -n "$rev" ] && [ "$rev" -gt "$1" ] && [ "$progressing" = "False" ]; then
+            echo "kube-apiserver at revision $rev"
+            return 0
+        fi
+        [ "$SECONDS" -lt "$deadline" ] || fail "timed out waiting for the kube-apiserver rollout (revision $rev)"
+        sleep 0.5
+    done
+}
+feature_gate_enabled() {
+    spoke get featuregate cluster -o jsonpath='{.status.featureGates[0].enabled[*].name}' | grep -qw ExternalOIDC
+}
+case "$SPOKE_VERSION" in
+4.19|4.19.*)
+    BEFORE=$(revision)
+    spoke patch featuregate cluster --type=merge -p '{"spec":{"featureSet":"TechPreviewNoUpgrade"}}'
+    wait_until feature_gate_enabled
+    wait_rollout "$BEFORE"
+    ;;
+esac
+
+step "spoke 2: the issuer's CA (the hub's ingress CA) in openshift-config"
+INGRESS_CA=$(hub -n openshift-config-managed get configmap default-ingress-cert -o jsonpath='{.data.ca-bundle\.crt}')
+[ -n "$INGRESS_CA" ] || fail "the hub publishes no ingress CA"
+spoke apply --server-side -f - <<EOF
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: ztwim-oidc-issuer-ca
+  namespace: openshift-config
+data:
+  ca-bundle.crt: |
+$(printf '%s\n' "$INGRESS_CA" | sed 's/^/    /')
+EOF
+
+step "spoke 3: Authentication cluster trusts the hub's SPIRE OIDC issuer"
+BEFORE=$(revision)
+spoke patch authentication cluster --type=merge -p "{\"spec\": {\"type\": \"OIDC\", \"webhookTokenAuthenticator\": null,
+  \"oidcProviders\": [{\"name\": \"ztwim-oidc-server\",
+    \"issuer\": {\"issuerURL\": \"${ISSUER}\", \"audiences\": [\"openshift-spoke\"],
+                 \"issuerCertificateAuthority\": {\"name\": \"ztwim-oidc-issuer-ca\"}},
+    \"claimMappings\": {\"username\": {\"claim\": \"sub\", \"prefixPolicy\": \"NoPrefix\"}, \"groups\": {\"claim\": \"groups\"}},
+    \"oidcClients\": [{\"clientID\": \"openshift-cli\", \"componentName\": \"cli\", \"componentNamespace\": \"openshift-console\"}]}]}}"
+
+step "spoke 4: the kube-apiserver rolls out a new revision"
+wait_rollout "$BEFORE"
+
+step "spoke 5: the hub's JWT-SVID authenticates on the spoke as the SPIFFE ID; it may do nothing yet"
+# Only the token: a client certificate from the context would authenticate first.
+SPOKE_SERVER=$(spoke config view --minify -o jsonpath='{.clusters[0].cluster.server}')
+SPOKE_CA=$(spoke config view --minify --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
+TOKEN_DIR=$(mktemp -d)
+printf '%s' "$SPOKE_CA" | base64 -d > "$TOKEN_DIR/ca.crt"
+: > "$TOKEN_DIR/empty-kubeconfig"
+with_token() {
+    "$KUBECTL" --kubeconfig "$TOKEN_DIR/empty-kubeconfig" --server "$SPOKE_SERVER" \
+        --certificate-authority "$TOKEN_DIR/ca.crt" --token "$TOKEN" "$@"
+}
+expect_eq "$(with_token auth whoami -o jsonpath='{.status.userInfo.username}')" "$EXPECTED_SUB" "username on the spoke"
+if with_token get namespaces >/dev/null 2>&1; then
+    fail "the SPIFFE ID may list namespaces before any RBAC"
+fi
+
+step "spoke 6: RBAC for the Argo CD server and application controller"
+CONTROLLER_SUB="spiffe://${TRUST_DOMAIN}/ns/${GITOPS_NS}/sa/${INSTANCE}-argocd-application-controller"
+spoke apply --server-side -f - <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: ztwim-gitops-admins
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: cluster-admin
+subjects:
+  - apiGroup: rbac.authorization.k8s.io
+    kind: User
+    name: ${EXPECTED_SUB}
+  - apiGroup: rbac.authorization.k8s.io
+    kind: User
+    name: ${CONTROLLER_SUB}
+EOF
+with_token get namespaces >/dev/null || fail "the SPIFFE ID may not list namespaces after RBAC"
+
+step "spoke 7: register the spoke in Argo CD (no token: the exec plugin)"
+hub apply --server-side -f - <<EOF
+apiVersion: v1
+kind: Secret
+metadata:
+  name: spoke-cluster
+  namespace: ${GITOPS_NS}
+  labels:
+    argocd.argoproj.io/secret-type: cluster
+stringData:
+  name: spoke-cluster
+  server: ${SPOKE_SERVER}
+  config: |
+    {"tlsClientConfig": {"insecure": false, "caData": "${SPOKE_CA}"},
+     "execProviderConfig": {"command": "/binaries/k8s-spiffe-workload-jwt-exec-auth",
+       "apiVersion": "client.authentication.k8s.io/v1beta1",
+       "env": {"SPIFFE_ENDPOINT_SOCKET": "unix:///run/spire/sockets/spire-agent.sock",
+               "SPIFFE_JWT_AUDIENCE": "openshift-spoke", "EXEC_CREDENTIAL_VERSION": "v1beta1"}}}
+EOF
+
+step "spoke 8: smoke test: an Application deploys to the spoke by name"
+[ -n "${SMOKE_DIR:-}" ] || fail "SMOKE_DIR is not set"
+cat > "$SMOKE_DIR/smoke.yaml" <<EOF
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: runbook-smoke
+  namespace: runbook-smoke
+data:
+  message: deployed through the hub
+EOF
+hub apply --server-side -f - <<EOF
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: runbook-smoke
+  namespace: ${GITOPS_NS}
+spec:
+  project: default
+  source:
+    repoURL: file://${SMOKE_DIR}
+    path: .
+  destination:
+    name: spoke-cluster
+    namespace: runbook-smoke
+  syncPolicy:
+    automated: {}
+    syncOptions: [CreateNamespace=true]
+EOF
+hub -n "$GITOPS_NS" wait --for=jsonpath='{.status.sync.status}'=Synced --timeout="$T" application/runbook-smoke
+hub -n "$GITOPS_NS" wait --for=jsonpath='{.status.health.status}'=Healthy --timeout="$T" application/runbook-smoke
+spoke -n runbook-smoke get configmap runbook-smoke >/dev/null || fail "the smoke-test ConfigMap is not on the spoke"
+
+step "spoke 9: the JWT-SVID from the argocd-server pod, as kubectl sees it on the spoke"
+with_token auth whoami
+expect_eq "$(with_token auth whoami -o jsonpath='{.status.userInfo.username}')" "$EXPECTED_SUB" "whoami --token"
+spoke auth whoami >/dev/null || fail "the certificate admin no longer works"
+
+echo
+echo "spoke: OK"
