@@ -367,3 +367,56 @@ fn a_spoke_user_who_cannot_patch_authentication_is_refused() {
     .refused("patch authentications.config.openshift.io on spoke-bob");
     c.assert_untouched();
 }
+
+#[test]
+fn kubeconfig_comes_from_the_flag_or_from_several_files_in_kubeconfig() {
+    let c = Clusters::start(HUB_AND_SPOKE);
+    seed_bootstrapped_hub(&c);
+    // One file per cluster, merged from $KUBECONFIG as kubectl does.
+    let hub_file = c.dir.path().join("hub.kubeconfig");
+    let spoke_file = c.dir.path().join("spoke.kubeconfig");
+    std::fs::write(
+        &hub_file,
+        c.sim.kubeconfig_for(&[("hub", "hub", &KubeUser::Admin)]),
+    )
+    .unwrap();
+    std::fs::write(
+        &spoke_file,
+        c.sim
+            .kubeconfig_for(&[("spoke", "spoke", &KubeUser::Admin)]),
+    )
+    .unwrap();
+    let merged = format!("{}:{}", hub_file.display(), spoke_file.display());
+    let out = c
+        .command([
+            "add-spoke",
+            "--hub-context",
+            "hub",
+            "--spoke-context",
+            "spoke",
+            "--dry-run=client",
+        ])
+        .env("KUBECONFIG", &merged)
+        .run()
+        .success();
+    assert!(
+        out.stdout.contains("kind: Authentication"),
+        "{}",
+        out.stdout
+    );
+    // --kubeconfig wins over $KUBECONFIG: with only the hub's file, the spoke context is unknown.
+    c.command([
+        "add-spoke",
+        "--hub-context",
+        "hub",
+        "--spoke-context",
+        "spoke",
+        "--dry-run=client",
+        "--kubeconfig",
+    ])
+    .arg(hub_file.to_str().unwrap())
+    .env("KUBECONFIG", &merged)
+    .run()
+    .bad_input("--spoke-context spoke: no such context in");
+    c.assert_untouched();
+}

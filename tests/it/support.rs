@@ -121,6 +121,11 @@ impl Run {
         Run { cmd }
     }
 
+    pub fn arg(mut self, arg: &str) -> Run {
+        self.cmd.arg(arg);
+        self
+    }
+
     pub fn env(mut self, key: &str, value: &str) -> Run {
         self.cmd.env(key, value);
         self
