@@ -13,11 +13,11 @@ use kube::Api;
 use serde_json::json;
 
 use super::GlobalArgs;
-use super::live::{LiveArgs, parse_duration};
+use super::live::{LiveArgs, parse_duration, print_outcome, print_plan};
 use crate::error::{self, Error};
 use crate::kube::apply::{Applier, DryRun};
 use crate::kube::client::{Cluster, Kubeconfigs};
-use crate::output::{OutputFormat, Printer};
+use crate::output::Printer;
 use crate::profile::{Profile, RbacMode};
 use crate::render::Renderer;
 use crate::render::plan::Plan;
@@ -172,12 +172,7 @@ pub fn exec(global: &GlobalArgs, args: &AddSpokeArgs, printer: &Printer) -> Resu
             printer.warn(w);
         }
         if args.live.dry_run == Some(DryRun::Client) {
-            let text = match printer.format() {
-                OutputFormat::Json => plan.to_json()?,
-                _ => plan.to_yaml()?,
-            };
-            printer.data(&text)?;
-            return Ok(());
+            return print_plan(printer, &plan);
         }
         args.live.confirm(
             printer,
@@ -344,62 +339,42 @@ fn report(
 ) -> Result<()> {
     let facts = ctx.facts.lock().expect("facts").clone();
     let v = &ctx.values;
-    match printer.format() {
-        OutputFormat::Json | OutputFormat::Yaml => {
-            let doc = json!({
-                "command": "add-spoke",
-                "hubContext": ctx.hub.context,
-                "spokeContext": ctx.spoke.context,
-                "result": if error.is_some() { "failed" } else { "ok" },
-                "error": error.map(crate::error::one_line),
-                "dryRun": ctx.applier.dry_run,
-                "values": {
-                    "spokeName": v.spoke_name,
-                    "spokeServer": v.spoke_server,
-                    "spokeVersion": v.spoke_version.to_string(),
-                    "trustDomain": v.trust_domain,
-                    "issuerURL": v.issuer_url,
-                    "issuerCAConfigMap": v.issuer_ca_pem.as_ref().map(|_| &ctx.profile.spoke.issuer_ca_config_map),
-                    "audience": v.audience,
-                    "rbac": v.rbac,
-                    "featureGate": v.needs_feature_gate,
-                    "spiffeIDs": {"server": v.identities.server, "controller": v.identities.controller},
-                },
-                "steps": reports,
-                "identities": facts.identities,
-                "spokeUsername": facts.spoke_username,
-                "argocdReached": facts.argocd_reached,
-                "smokeTest": facts.smoke_test,
-                "backupFile": facts.backup_file,
-                "warnings": facts.warnings,
-            });
-            let text = if printer.format() == OutputFormat::Json {
-                serde_json::to_string_pretty(&doc)? + "\n"
-            } else {
-                crate::render::plan::to_yaml(&doc)?
-            };
-            printer.data(&text)?;
-        }
-        OutputFormat::Text => {
-            let table = crate::workflow::table(reports);
-            if error.is_some() {
-                // A refused preflight changed nothing: the error says it all.
-                if reports.iter().any(|r| {
-                    r.step != "preflight" && r.result != crate::workflow::StepResult::Skipped
-                }) {
-                    printer.info(table.trim_end());
-                }
-            } else {
-                let mut out = table;
-                out.push_str(&format!(
-                    "\nspoke:         {} ({}, OpenShift {})\nissuer:        {} (audience {})\nlogs in as:    {}\n               {}\n",
-                    v.spoke_name, v.spoke_server, v.spoke_version, v.issuer_url, v.audience, v.identities.server, v.identities.controller
-                ));
-                printer.data(&out)?;
-            }
-        }
-    }
-    Ok(())
+    let doc = json!({
+        "command": "add-spoke",
+        "hubContext": ctx.hub.context,
+        "spokeContext": ctx.spoke.context,
+        "dryRun": ctx.applier.dry_run,
+        "values": {
+            "spokeName": v.spoke_name,
+            "spokeServer": v.spoke_server,
+            "spokeVersion": v.spoke_version.to_string(),
+            "trustDomain": v.trust_domain,
+            "issuerURL": v.issuer_url,
+            "issuerCAConfigMap": v.issuer_ca_pem.as_ref().map(|_| &ctx.profile.spoke.issuer_ca_config_map),
+            "audience": v.audience,
+            "rbac": v.rbac,
+            "featureGate": v.needs_feature_gate,
+            "spiffeIDs": {"server": v.identities.server, "controller": v.identities.controller},
+        },
+        "identities": facts.identities,
+        "spokeUsername": facts.spoke_username,
+        "argocdReached": facts.argocd_reached,
+        "smokeTest": facts.smoke_test,
+        "backupFile": facts.backup_file,
+        "warnings": facts.warnings,
+    });
+    print_outcome(printer, reports, error, doc, || {
+        format!(
+            "\nspoke:         {} ({}, OpenShift {})\nissuer:        {} (audience {})\nlogs in as:    {}\n               {}\n",
+            v.spoke_name,
+            v.spoke_server,
+            v.spoke_version,
+            v.issuer_url,
+            v.audience,
+            v.identities.server,
+            v.identities.controller
+        )
+    })
 }
 
 #[cfg(test)]

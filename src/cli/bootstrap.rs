@@ -8,13 +8,13 @@ use clap::Args;
 use serde_json::json;
 
 use super::GlobalArgs;
-use super::live::LiveArgs;
+use super::live::{LiveArgs, print_outcome, print_plan};
 use super::render::HubValueArgs;
 use crate::error;
 use crate::kube::apply::{Applier, DryRun, api_for};
 use crate::kube::client::{Cluster, Kubeconfigs};
 use crate::kube::kinds;
-use crate::output::{OutputFormat, Printer};
+use crate::output::Printer;
 use crate::profile::Profile;
 use crate::render::Renderer;
 use crate::render::plan::Plan;
@@ -85,12 +85,7 @@ pub fn exec(global: &GlobalArgs, args: &BootstrapArgs, printer: &Printer) -> Res
             printer.warn(w);
         }
         if args.live.dry_run == Some(DryRun::Client) {
-            let text = match printer.format() {
-                OutputFormat::Json => plan.to_json()?,
-                _ => plan.to_yaml()?,
-            };
-            printer.data(&text)?;
-            return Ok(());
+            return print_plan(printer, &plan);
         }
         args.live.confirm(
             printer,
@@ -222,58 +217,32 @@ fn report(
 ) -> Result<()> {
     let facts = ctx.facts.lock().expect("facts").clone();
     let v = &ctx.values;
-    match printer.format() {
-        OutputFormat::Json | OutputFormat::Yaml => {
-            let doc = json!({
-                "command": "bootstrap",
-                "context": ctx.hub.context,
-                "result": if error.is_some() { "failed" } else { "ok" },
-                "error": error.map(crate::error::one_line),
-                "dryRun": ctx.applier.dry_run,
-                "values": {
-                    "appDomain": v.app_domain,
-                    "trustDomain": v.trust_domain,
-                    "clusterName": v.cluster_name,
-                    "issuerURL": v.jwt_issuer,
-                    "routeHost": facts.route_host,
-                    "gitopsNamespace": v.gitops_namespace,
-                    "ztwimChannel": v.ztwim_channel,
-                    "spiffeIDs": {"server": v.identities.server, "controller": v.identities.controller},
-                },
-                "steps": reports,
-                "identities": facts.identities,
-                "warnings": facts.warnings,
-            });
-            let text = if printer.format() == OutputFormat::Json {
-                serde_json::to_string_pretty(&doc)? + "\n"
-            } else {
-                crate::render::plan::to_yaml(&doc)?
-            };
-            printer.data(&text)?;
-        }
-        OutputFormat::Text => {
-            let table = crate::workflow::table(reports);
-            if error.is_some() {
-                // A refused preflight changed nothing: the error says it all.
-                if reports.iter().any(|r| {
-                    r.step != "preflight" && r.result != crate::workflow::StepResult::Skipped
-                }) {
-                    printer.info(table.trim_end());
-                }
-            } else {
-                let mut out = table;
-                out.push_str(&format!(
-                    "\nissuer:        {}\ntrust domain:  {}\nArgo CD:       {} in {}\nSPIFFE IDs:    {}\n               {}\n",
-                    v.jwt_issuer,
-                    v.trust_domain,
-                    ctx.profile.gitops.instance,
-                    v.gitops_namespace,
-                    v.identities.server,
-                    v.identities.controller
-                ));
-                printer.data(&out)?;
-            }
-        }
-    }
-    Ok(())
+    let doc = json!({
+        "command": "bootstrap",
+        "context": ctx.hub.context,
+        "dryRun": ctx.applier.dry_run,
+        "values": {
+            "appDomain": v.app_domain,
+            "trustDomain": v.trust_domain,
+            "clusterName": v.cluster_name,
+            "issuerURL": v.jwt_issuer,
+            "routeHost": facts.route_host,
+            "gitopsNamespace": v.gitops_namespace,
+            "ztwimChannel": v.ztwim_channel,
+            "spiffeIDs": {"server": v.identities.server, "controller": v.identities.controller},
+        },
+        "identities": facts.identities,
+        "warnings": facts.warnings,
+    });
+    print_outcome(printer, reports, error, doc, || {
+        format!(
+            "\nissuer:        {}\ntrust domain:  {}\nArgo CD:       {} in {}\nSPIFFE IDs:    {}\n               {}\n",
+            v.jwt_issuer,
+            v.trust_domain,
+            ctx.profile.gitops.instance,
+            v.gitops_namespace,
+            v.identities.server,
+            v.identities.controller
+        )
+    })
 }

@@ -8,9 +8,12 @@ use clap::Args;
 
 use crate::error;
 use crate::kube::apply::DryRun;
+use crate::output::OutputFormat;
 use crate::output::Printer;
 use crate::preflight::Ignore;
+use crate::render::plan::Plan;
 use crate::workflow::Selection;
+use crate::workflow::{StepReport, StepResult};
 
 #[derive(Debug, Args, Clone)]
 pub struct LiveArgs {
@@ -91,4 +94,57 @@ impl LiveArgs {
             Err(error::input("not confirmed: nothing was changed"))
         }
     }
+}
+
+/// `--dry-run=client`: the plan, as `render` prints it.
+pub fn print_plan(printer: &Printer, plan: &Plan) -> anyhow::Result<()> {
+    let text = match printer.format() {
+        OutputFormat::Json => plan.to_json()?,
+        _ => plan.to_yaml()?,
+    };
+    printer.data(&text)?;
+    Ok(())
+}
+
+/// How a live command ends. With `-o json|yaml`: one document on stdout, `document` plus `result`,
+/// `error` and `steps`, also on failure. As text: the step table and `summary` on stdout on success; on
+/// failure the table on stderr (unless only preflight ran: the error says it all).
+pub fn print_outcome(
+    printer: &Printer,
+    reports: &[StepReport],
+    error: Option<&anyhow::Error>,
+    document: serde_json::Value,
+    summary: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    match printer.format() {
+        OutputFormat::Json | OutputFormat::Yaml => {
+            let mut doc = document;
+            if let Some(map) = doc.as_object_mut() {
+                map.insert(
+                    "result".into(),
+                    (if error.is_some() { "failed" } else { "ok" }).into(),
+                );
+                map.insert("error".into(), error.map(error::one_line).into());
+                map.insert("steps".into(), serde_json::to_value(reports)?);
+            }
+            let text = if printer.format() == OutputFormat::Json {
+                serde_json::to_string_pretty(&doc)? + "\n"
+            } else {
+                crate::render::plan::to_yaml(&doc)?
+            };
+            printer.data(&text)?;
+        }
+        OutputFormat::Text => {
+            let table = crate::workflow::table(reports);
+            if error.is_none() {
+                printer.data(&(table + &summary()))?;
+            } else if reports
+                .iter()
+                .any(|r| r.step != "preflight" && r.result != StepResult::Skipped)
+            {
+                printer.info(table.trim_end());
+            }
+        }
+    }
+    Ok(())
 }

@@ -13,11 +13,11 @@ use serde_json::json;
 
 use super::GlobalArgs;
 use super::add_spoke::{DiscoverOptions, discover, name_from_context};
-use super::live::{LiveArgs, parse_duration};
+use super::live::{LiveArgs, parse_duration, print_outcome};
 use crate::error;
 use crate::kube::apply::{Applier, DryRun};
 use crate::kube::client::Kubeconfigs;
-use crate::output::{OutputFormat, Printer};
+use crate::output::Printer;
 use crate::profile::Profile;
 use crate::render::Renderer;
 use crate::render::plan::Plan;
@@ -139,45 +139,20 @@ fn report(
     error: Option<&anyhow::Error>,
 ) -> Result<()> {
     let warnings = ctx.facts.lock().expect("facts").warnings.clone();
-    match printer.format() {
-        OutputFormat::Json | OutputFormat::Yaml => {
-            let doc = json!({
-                "command": "remove-spoke",
-                "hubContext": ctx.hub.context,
-                "spokeContext": ctx.spoke.context,
-                "spokeName": ctx.values.spoke_name,
-                "result": if error.is_some() { "failed" } else { "ok" },
-                "error": error.map(crate::error::one_line),
-                "dryRun": ctx.applier.dry_run,
-                "featureGate": if ctx.values.needs_feature_gate { "left as TechPreviewNoUpgrade (irreversible)" } else { "not changed" },
-                "steps": reports,
-                "warnings": warnings,
-            });
-            let text = if printer.format() == OutputFormat::Json {
-                serde_json::to_string_pretty(&doc)? + "\n"
-            } else {
-                crate::render::plan::to_yaml(&doc)?
-            };
-            printer.data(&text)?;
+    let doc = json!({
+        "command": "remove-spoke",
+        "hubContext": ctx.hub.context,
+        "spokeContext": ctx.spoke.context,
+        "spokeName": ctx.values.spoke_name,
+        "dryRun": ctx.applier.dry_run,
+        "featureGate": if ctx.values.needs_feature_gate { "left as TechPreviewNoUpgrade (irreversible)" } else { "not changed" },
+        "warnings": warnings,
+    });
+    print_outcome(printer, reports, error, doc, || {
+        if ctx.values.needs_feature_gate {
+            "\nFeatureGate cluster keeps TechPreviewNoUpgrade: it cannot be undone.\n".to_string()
+        } else {
+            String::new()
         }
-        OutputFormat::Text => {
-            let table = crate::workflow::table(reports);
-            if error.is_some() {
-                // A refused preflight changed nothing: the error says it all.
-                if reports.iter().any(|r| {
-                    r.step != "preflight" && r.result != crate::workflow::StepResult::Skipped
-                }) {
-                    printer.info(table.trim_end());
-                }
-            } else {
-                printer.data(&table)?;
-                if ctx.values.needs_feature_gate {
-                    printer.info(
-                        "FeatureGate cluster keeps TechPreviewNoUpgrade: it cannot be undone.",
-                    );
-                }
-            }
-        }
-    }
-    Ok(())
+    })
 }
