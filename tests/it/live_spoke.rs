@@ -313,10 +313,10 @@ fn remove_spoke_never_touches_the_feature_set_and_says_so() {
     add_spoke(&c, "spoke", &["--allow-tech-preview-no-upgrade"]).success();
     let out = remove_spoke(&c, "spoke", &[]).success();
     assert!(
-        out.stderr
+        out.stdout
             .contains("FeatureGate cluster keeps TechPreviewNoUpgrade"),
         "{}",
-        out.stderr
+        out.stdout
     );
     let fg = c
         .sim
