@@ -353,3 +353,79 @@ fn no_token_in_any_output() {
         }
     }
 }
+
+#[test]
+fn a_field_owned_by_another_manager_is_a_reported_conflict_unless_forced() {
+    let c = Clusters::start(HUB);
+    // Someone else manages the ZTWIM Subscription's channel.
+    let manifest = c.dir.path().join("sub.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: zero-trust-workload-identity-manager}\n---\n\
+         apiVersion: operators.coreos.com/v1alpha1\nkind: Subscription\nmetadata:\n  name: openshift-zero-trust-workload-identity-manager\n  namespace: zero-trust-workload-identity-manager\n\
+         spec:\n  name: openshift-zero-trust-workload-identity-manager\n  channel: someone-elses-channel\n  source: redhat-operators\n  sourceNamespace: openshift-marketplace\n",
+    )
+    .unwrap();
+    let status = std::process::Command::new("kubectl")
+        .args([
+            "--kubeconfig",
+            c.kubeconfig.to_str().unwrap(),
+            "--context",
+            "hub",
+            "apply",
+            "--server-side",
+            "--field-manager",
+            "platform-team",
+            "-f",
+        ])
+        .arg(&manifest)
+        .env("HOME", c.dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = bootstrap(
+        &c,
+        &[
+            "--only",
+            "ztwim-operator",
+            "--ignore-preflight-errors",
+            "all",
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let last = out.stderr.lines().last().unwrap();
+    assert!(last.contains("conflict"), "{last}");
+    assert!(
+        last.contains("platform-team"),
+        "the other manager is named: {last}"
+    );
+    assert!(last.contains(".spec.channel"), "the field is named: {last}");
+    assert!(last.contains("--force"), "{last}");
+    let sub = c
+        .sim
+        .cluster("hub")
+        .get(
+            "operators.coreos.com/v1alpha1",
+            "Subscription",
+            Some("zero-trust-workload-identity-manager"),
+            "openshift-zero-trust-workload-identity-manager",
+        )
+        .unwrap();
+    assert_eq!(
+        sub["spec"]["channel"], "someone-elses-channel",
+        "not forced"
+    );
+    // --force takes the field over.
+    bootstrap(&c, &["--only", "ztwim-operator", "--force"]).success();
+    let sub = c
+        .sim
+        .cluster("hub")
+        .get(
+            "operators.coreos.com/v1alpha1",
+            "Subscription",
+            Some("zero-trust-workload-identity-manager"),
+            "openshift-zero-trust-workload-identity-manager",
+        )
+        .unwrap();
+    assert_ne!(sub["spec"]["channel"], "someone-elses-channel");
+}
