@@ -48,9 +48,40 @@ pub fn load_authentication_backup(dir: &Path, spoke: &str) -> Result<Option<Valu
     }
 }
 
+/// Removes the saved spec and the spoke's directory if nothing else is in it.
 pub fn remove_authentication_backup(dir: &Path, spoke: &str) -> Result<()> {
-    match std::fs::remove_file(backup_path(dir, spoke)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-        _ => Ok(()),
+    let path = backup_path(dir, spoke);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
+    if let Some(parent) = path.parent() {
+        // Fails (and is left alone) when the directory holds anything else.
+        let _ = std::fs::remove_dir(parent);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backup_round_trips_and_is_removed_with_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = serde_json::json!({"type": "IntegratedOAuth"});
+        let file = save_authentication_backup(dir.path(), "spoke-a", &spec).unwrap();
+        assert!(file.ends_with("spokes/spoke-a/authentication-spec.json"));
+        assert_eq!(
+            load_authentication_backup(dir.path(), "spoke-a").unwrap(),
+            Some(spec)
+        );
+        remove_authentication_backup(dir.path(), "spoke-a").unwrap();
+        assert_eq!(
+            load_authentication_backup(dir.path(), "spoke-a").unwrap(),
+            None
+        );
+        assert!(!dir.path().join("spokes/spoke-a").exists());
+        remove_authentication_backup(dir.path(), "spoke-a").unwrap();
     }
 }
