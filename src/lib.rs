@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod error;
+pub mod kind;
 pub mod kube;
 pub mod output;
 pub mod preflight;

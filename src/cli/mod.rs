@@ -3,6 +3,7 @@
 pub mod add_spoke;
 pub mod bootstrap;
 pub mod completions;
+pub mod kind_config;
 pub mod live;
 pub mod remove_spoke;
 pub mod render;
@@ -66,6 +67,7 @@ pub enum Command {
     Bootstrap(bootstrap::BootstrapArgs),
     AddSpoke(add_spoke::AddSpokeArgs),
     RemoveSpoke(remove_spoke::RemoveSpokeArgs),
+    KindConfig(kind_config::KindConfigArgs),
     Completions(completions::CompletionsArgs),
 }
 
@@ -76,6 +78,7 @@ pub fn execute(cli: Cli, printer: &Printer) -> anyhow::Result<()> {
         Command::Bootstrap(args) => bootstrap::exec(&cli.global, args, printer),
         Command::AddSpoke(args) => add_spoke::exec(&cli.global, args, printer),
         Command::RemoveSpoke(args) => remove_spoke::exec(&cli.global, args, printer),
+        Command::KindConfig(args) => kind_config::exec(args, printer),
         Command::Completions(args) => completions::exec(args, printer),
     }
 }

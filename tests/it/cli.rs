@@ -24,6 +24,7 @@ fn help_lists_only_commands_that_work() {
             "bootstrap",
             "add-spoke",
             "remove-spoke",
+            "kind-config",
             "completions",
             "help"
         ]
