@@ -99,11 +99,27 @@ pub fn report_parse_error(err: clap::Error) -> u8 {
         }
         _ => {
             let rendered = err.render().to_string();
-            let mut lines = rendered.lines().map(str::trim).filter(|l| !l.is_empty());
-            let first = lines
+            let mut lines = rendered
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .peekable();
+            let mut first = lines
                 .next()
                 .unwrap_or("error: invalid arguments")
                 .to_string();
+            // "the following required arguments were not provided:" is followed by their names.
+            if first.ends_with(':') {
+                let mut names = Vec::new();
+                while let Some(next) = lines
+                    .peek()
+                    .filter(|l| l.starts_with('-') || l.starts_with('<'))
+                {
+                    names.push(next.to_string());
+                    lines.next();
+                }
+                first = format!("{first} {}", names.join(", "));
+            }
             let tip = lines
                 .find(|l| l.starts_with("tip:"))
                 .map(|t| format!(" ({t})"))

@@ -167,3 +167,9 @@ fn profiles_and_template_dirs() {
     .bad_input("audiense");
     assert!(out.stderr.contains("typo.yaml"), "{}", out.stderr);
 }
+
+#[test]
+fn a_missing_required_flag_is_named() {
+    ztwim(["bootstrap", "--yes"]).bad_input("not provided: --context <CONTEXT>");
+    ztwim(["add-spoke", "--yes"]).bad_input("--hub-context <CONTEXT>, --spoke-context <CONTEXT>");
+}
