@@ -47,15 +47,8 @@ Examples:\n  ztwim-hub add-spoke --hub-context hub --spoke-context spoke-a --dry
 #[derive(Debug, Args)]
 #[command(after_help = after_help())]
 pub struct AddSpokeArgs {
-    /// The hub's kube context (bootstrapped with ztwim-hub bootstrap).
-    #[arg(long, value_name = "CONTEXT")]
-    pub hub_context: String,
-    /// The spoke's kube context; it must authenticate with a client certificate (lockout guard).
-    #[arg(long, value_name = "CONTEXT")]
-    pub spoke_context: String,
-    /// The spoke's name in Argo CD [default: the spoke context's name, as a DNS-1123 label].
-    #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
+    #[command(flatten)]
+    pub target: SpokeTargetArgs,
     /// JWT audience the spoke accepts and Argo CD requests [default: from the profile, openshift-spoke].
     #[arg(long, value_name = "AUDIENCE")]
     pub audience: Option<String>,
@@ -71,12 +64,6 @@ pub struct AddSpokeArgs {
     /// PEM CA bundle of the spoke API server [default: from the kubeconfig].
     #[arg(long, value_name = "PATH")]
     pub spoke_ca_file: Option<PathBuf>,
-    /// Namespace of the hub's Argo CD instance [default: from the profile, ztwim-gitops].
-    #[arg(long, value_name = "NAMESPACE")]
-    pub gitops_namespace: Option<String>,
-    /// How long the kube-apiserver rollout may take.
-    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
-    pub rollout_timeout: Duration,
     /// Also prove a real sync: an Argo CD Application deploys the manifests of `ztwim-hub render smoke-test`
     /// from this repository (committed there by you) to the spoke; it must become Synced and Healthy, and is
     /// deleted again.
@@ -90,11 +77,61 @@ pub struct AddSpokeArgs {
         requires = "smoke_test"
     )]
     pub smoke_test_path: String,
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+/// Which hub and spoke a spoke command works on, shared by add-spoke and remove-spoke.
+#[derive(Debug, Args)]
+pub struct SpokeTargetArgs {
+    /// The hub's kube context (bootstrapped with ztwim-hub bootstrap).
+    #[arg(long, value_name = "CONTEXT")]
+    pub hub_context: String,
+    /// The spoke's kube context; it must authenticate with a client certificate (lockout guard).
+    #[arg(long, value_name = "CONTEXT")]
+    pub spoke_context: String,
+    /// The spoke's name in Argo CD [default: the spoke context's name, as a DNS-1123 label].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Namespace of the hub's Argo CD instance [default: from the profile, ztwim-gitops].
+    #[arg(long, value_name = "NAMESPACE")]
+    pub gitops_namespace: Option<String>,
+    /// How long the kube-apiserver rollout may take.
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
+    pub rollout_timeout: Duration,
     /// Where the previous Authentication spec is saved [default: $XDG_STATE_HOME/ztwim-hub].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    #[command(flatten)]
-    pub live: LiveArgs,
+}
+
+impl SpokeTargetArgs {
+    /// Checks the contexts differ and returns the spoke's name in Argo CD (`--name`, or derived from
+    /// the spoke context), validated.
+    pub fn spoke_name(&self) -> Result<String> {
+        if self.hub_context == self.spoke_context {
+            return Err(error::input(
+                "--hub-context and --spoke-context name the same context; a spoke is another cluster",
+            ));
+        }
+        match &self.name {
+            Some(n) => {
+                validate::dns1123_label("--name", n).map_err(error::input)?;
+                Ok(n.clone())
+            }
+            None => {
+                let n = name_from_context(&self.spoke_context);
+                validate::dns1123_label("--name (from --spoke-context)", &n)
+                    .map_err(error::input)?;
+                Ok(n)
+            }
+        }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(crate::state::default_dir)
+    }
 }
 
 /// The context name as a DNS-1123 label: lowercase, other characters become '-'.
@@ -119,22 +156,7 @@ pub fn exec(global: &GlobalArgs, args: &AddSpokeArgs, printer: &Printer) -> Resu
     args.live.selection().validate(&names)?;
     args.live.ignore().validate(&spoke::check_names())?;
     args.live.check_consent_possible("add-spoke")?;
-    if args.hub_context == args.spoke_context {
-        return Err(error::input(
-            "--hub-context and --spoke-context name the same context; a spoke is another cluster",
-        ));
-    }
-    let spoke_name = match &args.name {
-        Some(n) => {
-            validate::dns1123_label("--name", n).map_err(error::input)?;
-            n.clone()
-        }
-        None => {
-            let n = name_from_context(&args.spoke_context);
-            validate::dns1123_label("--name (from --spoke-context)", &n).map_err(error::input)?;
-            n
-        }
-    };
+    let spoke_name = args.target.spoke_name()?;
     if let Some(repo) = &args.smoke_test
         && (repo.trim().is_empty() || repo.contains(char::is_whitespace))
     {
@@ -154,8 +176,8 @@ pub fn exec(global: &GlobalArgs, args: &AddSpokeArgs, printer: &Printer) -> Resu
         .build()?;
     runtime.block_on(async {
         let kubeconfigs = Kubeconfigs::load(global.kubeconfig.as_deref())?;
-        let hub = kubeconfigs.cluster("--hub-context", &args.hub_context).await?;
-        let spoke = kubeconfigs.cluster("--spoke-context", &args.spoke_context).await?;
+        let hub = kubeconfigs.cluster("--hub-context", &args.target.hub_context).await?;
+        let spoke = kubeconfigs.cluster("--spoke-context", &args.target.spoke_context).await?;
         hub.version().await?;
         spoke.version().await?;
         let options = DiscoverOptions {
@@ -164,7 +186,7 @@ pub fn exec(global: &GlobalArgs, args: &AddSpokeArgs, printer: &Printer) -> Resu
             insecure_skip_tls_verify: args.insecure_skip_tls_verify,
             audience: args.audience.clone(),
             rbac: args.rbac,
-            gitops_namespace: args.gitops_namespace.clone(),
+            gitops_namespace: args.target.gitops_namespace.clone(),
         };
         let (values, warnings) = discover(&hub, &spoke, &profile, options).await?;
         let plan = Plan::render(&renderer, &profile.manifests.add_spoke, &profile, &values, Some(&values.spoke_name))?;
@@ -191,12 +213,12 @@ pub fn exec(global: &GlobalArgs, args: &AddSpokeArgs, printer: &Printer) -> Resu
             plan,
             applier: Applier { dry_run: args.live.dry_run, force: args.live.force },
             timeout: args.live.timeout,
-            rollout_timeout: args.rollout_timeout,
+            rollout_timeout: args.target.rollout_timeout,
             exec_timeout: args.live.exec_timeout,
             allow_tech_preview: args.allow_tech_preview_no_upgrade,
             interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
             ignore: args.live.ignore(),
-            state_dir: args.state_dir.clone().unwrap_or_else(crate::state::default_dir),
+            state_dir: args.target.state_dir(),
             facts: Mutex::new(spoke::Facts { warnings, ..Default::default() }),
             smoke_test: args.smoke_test.clone().map(|repo| spoke::SmokeTest { repo, path: args.smoke_test_path.clone() }),
         };

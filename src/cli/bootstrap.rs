@@ -129,7 +129,7 @@ async fn discover(
     let app_domain = match &args.app_domain {
         Some(d) => d.clone(),
         None => {
-            let kind = kinds::find("config.openshift.io/v1", "DNS").expect("a known kind");
+            let kind = kinds::known("config.openshift.io/v1", "DNS");
             let dns = api_for(cluster, kind, None)
                 .get_opt("cluster")
                 .await

@@ -3,17 +3,15 @@
 //! set is never touched (TechPreviewNoUpgrade cannot be undone).
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
 use serde_json::json;
 
 use super::GlobalArgs;
-use super::add_spoke::{DiscoverOptions, discover, name_from_context};
-use super::live::{LiveArgs, parse_duration, print_outcome};
+use super::add_spoke::{DiscoverOptions, SpokeTargetArgs, discover};
+use super::live::{LiveArgs, print_outcome};
 use crate::error;
 use crate::kube::apply::{Applier, DryRun};
 use crate::kube::client::Kubeconfigs;
@@ -21,7 +19,6 @@ use crate::output::Printer;
 use crate::profile::Profile;
 use crate::render::Renderer;
 use crate::render::plan::Plan;
-use crate::validate;
 use crate::workflow::spoke::{self, SpokeRun, remove};
 use crate::workflow::{Runner, StepReport};
 
@@ -37,24 +34,8 @@ Example:\n  ztwim-hub remove-spoke --hub-context hub --spoke-context spoke-a --y
 #[derive(Debug, Args)]
 #[command(after_help = after_help())]
 pub struct RemoveSpokeArgs {
-    /// The hub's kube context.
-    #[arg(long, value_name = "CONTEXT")]
-    pub hub_context: String,
-    /// The spoke's kube context; it must authenticate with a client certificate.
-    #[arg(long, value_name = "CONTEXT")]
-    pub spoke_context: String,
-    /// The spoke's name in Argo CD [default: the spoke context's name, as a DNS-1123 label].
-    #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
-    /// Namespace of the hub's Argo CD instance [default: from the profile].
-    #[arg(long, value_name = "NAMESPACE")]
-    pub gitops_namespace: Option<String>,
-    /// How long the kube-apiserver rollout may take.
-    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_duration)]
-    pub rollout_timeout: Duration,
-    /// Where add-spoke saved the previous Authentication spec [default: $XDG_STATE_HOME/ztwim-hub].
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: SpokeTargetArgs,
     #[command(flatten)]
     pub live: LiveArgs,
 }
@@ -72,11 +53,7 @@ pub fn exec(global: &GlobalArgs, args: &RemoveSpokeArgs, printer: &Printer) -> R
             "remove-spoke has no client dry run (it only deletes and restores); use --dry-run=server",
         ));
     }
-    let spoke_name = args
-        .name
-        .clone()
-        .unwrap_or_else(|| name_from_context(&args.spoke_context));
-    validate::dns1123_label("--name", &spoke_name).map_err(error::input)?;
+    let spoke_name = args.target.spoke_name()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -84,8 +61,8 @@ pub fn exec(global: &GlobalArgs, args: &RemoveSpokeArgs, printer: &Printer) -> R
         .build()?;
     runtime.block_on(async {
         let kubeconfigs = Kubeconfigs::load(global.kubeconfig.as_deref())?;
-        let hub = kubeconfigs.cluster("--hub-context", &args.hub_context).await?;
-        let spoke_cluster = kubeconfigs.cluster("--spoke-context", &args.spoke_context).await?;
+        let hub = kubeconfigs.cluster("--hub-context", &args.target.hub_context).await?;
+        let spoke_cluster = kubeconfigs.cluster("--spoke-context", &args.target.spoke_context).await?;
         hub.version().await?;
         spoke_cluster.version().await?;
         let options = DiscoverOptions {
@@ -95,7 +72,7 @@ pub fn exec(global: &GlobalArgs, args: &RemoveSpokeArgs, printer: &Printer) -> R
             insecure_skip_tls_verify: spoke_cluster.ca_pem.is_none(),
             audience: None,
             rbac: None,
-            gitops_namespace: args.gitops_namespace.clone(),
+            gitops_namespace: args.target.gitops_namespace.clone(),
         };
         let (values, _warnings) = discover(&hub, &spoke_cluster, &profile, options).await?;
         let plan = Plan::render(&renderer, &profile.manifests.add_spoke, &profile, &values, Some(&values.spoke_name))?;
@@ -116,12 +93,12 @@ pub fn exec(global: &GlobalArgs, args: &RemoveSpokeArgs, printer: &Printer) -> R
             plan,
             applier: Applier { dry_run: args.live.dry_run, force: args.live.force },
             timeout: args.live.timeout,
-            rollout_timeout: args.rollout_timeout,
+            rollout_timeout: args.target.rollout_timeout,
             exec_timeout: args.live.exec_timeout,
             allow_tech_preview: false,
             interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
             ignore: args.live.ignore(),
-            state_dir: args.state_dir.clone().unwrap_or_else(crate::state::default_dir),
+            state_dir: args.target.state_dir(),
             facts: Mutex::new(spoke::Facts::default()),
             smoke_test: None,
         };

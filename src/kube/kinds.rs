@@ -235,6 +235,12 @@ pub const KNOWN: &[Kind] = &[
     k("route.openshift.io", "v1", "Route", "routes", true),
 ];
 
+/// A kind ztwim-hub's own code names: it is in [`KNOWN`], so a miss is a bug, not bad input.
+pub fn known(api_version: &str, kind: &str) -> &'static Kind {
+    find(api_version, kind)
+        .unwrap_or_else(|| panic!("{api_version} {kind} is missing from kinds::KNOWN"))
+}
+
 /// The known kind for an `apiVersion` and `kind`.
 pub fn find(api_version: &str, kind: &str) -> Option<&'static Kind> {
     KNOWN

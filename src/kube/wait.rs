@@ -240,7 +240,7 @@ pub async fn ready_pod(
     selector: &str,
     timeout: Duration,
 ) -> Result<DynamicObject> {
-    let pod_kind = super::kinds::find("v1", "Pod").expect("a known kind");
+    let pod_kind = super::kinds::known("v1", "Pod");
     let is_ready =
         |p: &DynamicObject| matches!(condition(p, "Ready"), Some((s, _, _)) if s == "True");
     let pods = until(

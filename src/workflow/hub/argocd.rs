@@ -43,7 +43,7 @@ impl Step<HubRun> for ArgoCd {
         Box::pin(async move {
             let ns = ctx.values.gitops_namespace.as_str();
             let instance = ctx.profile.gitops.instance.as_str();
-            let kind = kinds::find("argoproj.io/v1beta1", "ArgoCD").expect("a known kind");
+            let kind = kinds::known("argoproj.io/v1beta1", "ArgoCD");
             wait::until(
                 &ctx.hub,
                 Target {
@@ -65,7 +65,7 @@ impl Step<HubRun> for ArgoCd {
                 },
             )
             .await?;
-            let pod_kind = kinds::find("v1", "Pod").expect("a known kind");
+            let pod_kind = kinds::known("v1", "Pod");
             for (component, _) in COMPONENTS {
                 let selector = selector(ctx, component);
                 wait::until(

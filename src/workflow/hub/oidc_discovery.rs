@@ -63,7 +63,7 @@ pub async fn route_host(ctx: &HubRun) -> Result<String> {
     if let Some(host) = ctx.facts.lock().expect("facts").route_host.clone() {
         return Ok(host);
     }
-    let kind = kinds::find("route.openshift.io/v1", "Route").expect("a known kind");
+    let kind = kinds::known("route.openshift.io/v1", "Route");
     let routes = wait::until(
         &ctx.hub,
         Target {

@@ -8,10 +8,6 @@ use super::HubRun;
 use crate::kube::kinds;
 use crate::kube::wait::{self, Readiness, Target};
 
-fn kind(api_version: &str, kind: &str) -> &'static kinds::Kind {
-    kinds::find(api_version, kind).expect("a known kind")
-}
-
 /// Waits for the Subscription's CSV to succeed, then for each CRD to be Established. Returns notes.
 pub async fn wait_installed(
     ctx: &HubRun,
@@ -22,7 +18,7 @@ pub async fn wait_installed(
     let subs = wait::until(
         &ctx.hub,
         Target {
-            kind: kind("operators.coreos.com/v1alpha1", "Subscription"),
+            kind: kinds::known("operators.coreos.com/v1alpha1", "Subscription"),
             namespace: Some(namespace),
             name: Some(subscription),
             label_selector: None,
@@ -41,7 +37,7 @@ pub async fn wait_installed(
     wait::until(
         &ctx.hub,
         Target {
-            kind: kind("operators.coreos.com/v1alpha1", "ClusterServiceVersion"),
+            kind: kinds::known("operators.coreos.com/v1alpha1", "ClusterServiceVersion"),
             namespace: Some(namespace),
             name: Some(&csv_name),
             label_selector: None,
@@ -56,7 +52,7 @@ pub async fn wait_installed(
         wait::until(
             &ctx.hub,
             Target {
-                kind: kind("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
+                kind: kinds::known("apiextensions.k8s.io/v1", "CustomResourceDefinition"),
                 namespace: None,
                 name: Some(crd),
                 label_selector: None,

@@ -65,7 +65,7 @@ pub fn minor_of(version: &str) -> Option<MinorVersion> {
 
 /// The cluster's OpenShift version from ClusterVersion `version`.
 pub async fn openshift_version(cluster: &crate::kube::client::Cluster) -> Result<Option<String>> {
-    let kind = kinds::find("config.openshift.io/v1", "ClusterVersion").expect("a known kind");
+    let kind = kinds::known("config.openshift.io/v1", "ClusterVersion");
     let api = api_for(cluster, kind, None);
     let cv = api.get_opt("version").await?;
     Ok(cv.and_then(|cv| {
@@ -232,8 +232,7 @@ pub async fn package_channels(
     namespace: &str,
     package: &str,
 ) -> Result<Option<(Option<String>, Vec<String>)>> {
-    let kind =
-        kinds::find("packages.operators.coreos.com/v1", "PackageManifest").expect("a known kind");
+    let kind = kinds::known("packages.operators.coreos.com/v1", "PackageManifest");
     let api = api_for(cluster, kind, Some(namespace));
     let Some(pm) = api.get_opt(package).await? else {
         return Ok(None);
@@ -303,11 +302,10 @@ impl Check<HubRun> for ExistingInstall {
 pub async fn existing_ztwim(
     cluster: &crate::kube::client::Cluster,
 ) -> Result<Option<(String, String)>> {
-    let kind = kinds::find(
+    let kind = kinds::known(
         "operator.openshift.io/v1alpha1",
         "ZeroTrustWorkloadIdentityManager",
-    )
-    .expect("a known kind");
+    );
     let api = api_for(cluster, kind, None);
     match api.get_opt("cluster").await {
         Ok(Some(obj)) => {

@@ -46,7 +46,7 @@ impl Step<HubRun> for ZtwimOperands {
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             for kind in OPERANDS {
-                let k = kinds::find("operator.openshift.io/v1alpha1", kind).expect("a known kind");
+                let k = kinds::known("operator.openshift.io/v1alpha1", kind);
                 wait::until(
                     &ctx.hub,
                     Target {
@@ -64,7 +64,7 @@ impl Step<HubRun> for ZtwimOperands {
             report.notes.push("operands Ready".into());
             let ns = ctx.profile.ztwim.namespace.as_str();
             for (kind, name) in WORKLOADS {
-                let k = kinds::find("apps/v1", kind).expect("a known kind");
+                let k = kinds::known("apps/v1", kind);
                 wait::until(
                     &ctx.hub,
                     Target {

@@ -18,7 +18,7 @@ use crate::workflow::{Step, StepReport};
 pub struct ApiserverRollout;
 
 fn kind() -> &'static kinds::Kind {
-    kinds::find("config.openshift.io/v1", "ClusterOperator").expect("a known kind")
+    kinds::known("config.openshift.io/v1", "ClusterOperator")
 }
 
 /// The revision in the Available condition's message ("3 nodes are at revision 9"), if reported.

@@ -33,8 +33,7 @@ impl Step<SpokeRun> for Authentication {
         report: &'a mut StepReport,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let kind =
-                kinds::find("config.openshift.io/v1", "Authentication").expect("a known kind");
+            let kind = kinds::known("config.openshift.io/v1", "Authentication");
             let current = api_for(&ctx.spoke, kind, None).get("cluster").await?;
             let spec = current
                 .data
@@ -44,7 +43,7 @@ impl Step<SpokeRun> for Authentication {
             let already_oidc = spec["type"] == "OIDC";
 
             // 1. The backup, unless one exists (a re-run must never replace the original with the OIDC spec).
-            let cm_kind = kinds::find("v1", "ConfigMap").expect("a known kind");
+            let cm_kind = kinds::known("v1", "ConfigMap");
             let existing_backup = api_for(&ctx.spoke, cm_kind, Some("openshift-config"))
                 .get_opt(BACKUP_CONFIGMAP)
                 .await?;

@@ -88,7 +88,7 @@ impl Step<SpokeRun> for FeatureGate {
             if ctx.plan.step(self.name()).next().is_none() {
                 return Ok(());
             }
-            let kind = kinds::find("config.openshift.io/v1", "FeatureGate").expect("a known kind");
+            let kind = kinds::known("config.openshift.io/v1", "FeatureGate");
             wait::until(
                 &ctx.spoke,
                 Target {

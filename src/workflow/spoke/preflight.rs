@@ -14,8 +14,7 @@ use crate::kube::apply::api_for;
 use crate::kube::client::{Cluster, Credential, describe_kube_error, whoami};
 use crate::kube::kinds;
 use crate::preflight::{self, Check, Outcome};
-use crate::profile::Side;
-use crate::workflow::{Step, StepReport};
+use crate::workflow::{Step, StepReport, Workflow};
 
 pub struct Preflight;
 
@@ -135,7 +134,7 @@ impl Check<SpokeRun> for SpokeVersion {
 
 /// The spoke's `FeatureGate cluster` feature set.
 pub async fn feature_set(spoke: &Cluster) -> Result<Option<String>> {
-    let kind = kinds::find("config.openshift.io/v1", "FeatureGate").expect("a known kind");
+    let kind = kinds::known("config.openshift.io/v1", "FeatureGate");
     let fg = api_for(spoke, kind, None).get_opt("cluster").await?;
     Ok(fg.and_then(|fg| {
         fg.data
@@ -153,8 +152,7 @@ impl Check<SpokeRun> for ExistingAuthentication {
     }
     fn run<'a>(&'a self, ctx: &'a SpokeRun) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            let kind =
-                kinds::find("config.openshift.io/v1", "Authentication").expect("a known kind");
+            let kind = kinds::known("config.openshift.io/v1", "Authentication");
             let auth = match api_for(&ctx.spoke, kind, None).get_opt("cluster").await {
                 Ok(a) => a,
                 Err(e) => {
@@ -223,7 +221,7 @@ impl Check<SpokeRun> for Permissions {
             let mut denied = Vec::new();
             for planned in &ctx.plan.objects {
                 let k = planned.object.known_kind();
-                let cluster = ctx.cluster_for(planned.side);
+                let cluster = ctx.cluster(planned.side);
                 for verb in ["get", "create", "patch"] {
                     match allowed(
                         cluster,
@@ -307,15 +305,6 @@ impl Check<SpokeRun> for Permissions {
                 ))
             }
         })
-    }
-}
-
-impl SpokeRun {
-    fn cluster_for(&self, side: Side) -> &Cluster {
-        match side {
-            Side::Hub => &self.hub,
-            Side::Spoke => &self.spoke,
-        }
     }
 }
 

@@ -11,9 +11,10 @@ use super::{BACKUP_CONFIGMAP, BACKUP_KEY, SpokeRun};
 use crate::error::Error;
 use crate::kube::apply::{Change, api_for};
 use crate::kube::client::{describe_kube_error, whoami};
-use crate::kube::kinds;
+use crate::kube::kinds::{self, Kind};
 use crate::preflight::{self, Check, Outcome};
-use crate::workflow::{ObjectChange, Step, StepReport};
+use crate::profile::Side;
+use crate::workflow::{ObjectChange, Step, StepReport, Workflow};
 
 /// The steps of `remove-spoke`, in order.
 pub fn steps() -> Vec<&'static dyn Step<SpokeRun>> {
@@ -44,7 +45,7 @@ pub fn check_names() -> Vec<&'static str> {
 
 /// The saved pre-OIDC spec: the copy on the spoke, else the local file.
 pub async fn saved_spec(ctx: &SpokeRun) -> Result<Option<Value>> {
-    let cm_kind = kinds::find("v1", "ConfigMap").expect("a known kind");
+    let cm_kind = kinds::known("v1", "ConfigMap");
     if let Some(cm) = api_for(&ctx.spoke, cm_kind, Some("openshift-config"))
         .get_opt(BACKUP_CONFIGMAP)
         .await?
@@ -58,6 +59,35 @@ pub async fn saved_spec(ctx: &SpokeRun) -> Result<Option<Value>> {
         })?));
     }
     crate::state::load_authentication_backup(&ctx.state_dir, &ctx.values.spoke_name)
+}
+
+/// Deletes an object if it is there and records the outcome in the step's report.
+async fn delete_recorded(
+    ctx: &SpokeRun,
+    report: &mut StepReport,
+    side: Side,
+    kind: &Kind,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<()> {
+    let change = ctx
+        .applier
+        .delete(ctx.cluster(side), kind, namespace, name)
+        .await?;
+    let object = match namespace {
+        Some(ns) => format!("{} {ns}/{name}", kind.kind),
+        None => format!("{} {name}", kind.kind),
+    };
+    let cluster = match side {
+        Side::Hub => "hub".to_string(),
+        Side::Spoke => ctx.values.spoke_name.clone(),
+    };
+    report.changes.push(ObjectChange {
+        cluster,
+        object,
+        change,
+    });
+    Ok(())
 }
 
 struct Preflight;
@@ -131,25 +161,9 @@ impl Step<SpokeRun> for UnregisterArgocd {
         report: &'a mut StepReport,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let kind = kinds::find("v1", "Secret").expect("a known kind");
-            let change = ctx
-                .applier
-                .delete(
-                    &ctx.hub,
-                    kind,
-                    Some(&ctx.values.gitops_namespace),
-                    &ctx.values.spoke_name,
-                )
-                .await?;
-            report.changes.push(ObjectChange {
-                cluster: "hub".into(),
-                object: format!(
-                    "Secret {}/{}",
-                    ctx.values.gitops_namespace, ctx.values.spoke_name
-                ),
-                change,
-            });
-            Ok(())
+            let kind = kinds::known("v1", "Secret");
+            let ns = Some(ctx.values.gitops_namespace.as_str());
+            delete_recorded(ctx, report, Side::Hub, kind, ns, &ctx.values.spoke_name).await
         })
     }
 }
@@ -175,8 +189,7 @@ impl Step<SpokeRun> for RestoreAuthentication {
                     ctx.values.spoke_name
                 ))
             })?;
-            let kind =
-                kinds::find("config.openshift.io/v1", "Authentication").expect("a known kind");
+            let kind = kinds::known("config.openshift.io/v1", "Authentication");
             let current = api_for(&ctx.spoke, kind, None).get("cluster").await?;
             let current_spec = current
                 .data
@@ -239,13 +252,8 @@ impl Step<SpokeRun> for DeleteRbac {
                 ("ClusterRoleBinding", &p.cluster_role_binding),
                 ("ClusterRole", &p.cluster_role),
             ] {
-                let k = kinds::find("rbac.authorization.k8s.io/v1", kind).expect("a known kind");
-                let change = ctx.applier.delete(&ctx.spoke, k, None, name).await?;
-                report.changes.push(ObjectChange {
-                    cluster: ctx.values.spoke_name.clone(),
-                    object: format!("{kind} {name}"),
-                    change,
-                });
+                let k = kinds::known("rbac.authorization.k8s.io/v1", kind);
+                delete_recorded(ctx, report, Side::Spoke, k, None, name).await?;
             }
             Ok(())
         })
@@ -267,18 +275,9 @@ impl Step<SpokeRun> for DeleteIssuerCa {
         report: &'a mut StepReport,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let k = kinds::find("v1", "ConfigMap").expect("a known kind");
+            let k = kinds::known("v1", "ConfigMap");
             let name = &ctx.profile.spoke.issuer_ca_config_map;
-            let change = ctx
-                .applier
-                .delete(&ctx.spoke, k, Some("openshift-config"), name)
-                .await?;
-            report.changes.push(ObjectChange {
-                cluster: ctx.values.spoke_name.clone(),
-                object: format!("ConfigMap openshift-config/{name}"),
-                change,
-            });
-            Ok(())
+            delete_recorded(ctx, report, Side::Spoke, k, Some("openshift-config"), name).await
         })
     }
 }
@@ -298,16 +297,16 @@ impl Step<SpokeRun> for Cleanup {
         report: &'a mut StepReport,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let k = kinds::find("v1", "ConfigMap").expect("a known kind");
-            let change = ctx
-                .applier
-                .delete(&ctx.spoke, k, Some("openshift-config"), BACKUP_CONFIGMAP)
-                .await?;
-            report.changes.push(ObjectChange {
-                cluster: ctx.values.spoke_name.clone(),
-                object: format!("ConfigMap openshift-config/{BACKUP_CONFIGMAP}"),
-                change,
-            });
+            let k = kinds::known("v1", "ConfigMap");
+            delete_recorded(
+                ctx,
+                report,
+                Side::Spoke,
+                k,
+                Some("openshift-config"),
+                BACKUP_CONFIGMAP,
+            )
+            .await?;
             if ctx.applier.writes() {
                 crate::state::remove_authentication_backup(&ctx.state_dir, &ctx.values.spoke_name)?;
             }

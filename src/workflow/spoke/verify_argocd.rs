@@ -151,7 +151,7 @@ async fn smoke_test(ctx: &SpokeRun, smoke: &super::SmokeTest) -> Result<String> 
     }))
     .map_err(|e| anyhow::anyhow!("the smoke-test Application: {e}"))?;
     ctx.applier.apply(&ctx.hub, &app).await?;
-    let kind = kinds::find("argoproj.io/v1alpha1", "Application").expect("a known kind");
+    let kind = kinds::known("argoproj.io/v1alpha1", "Application");
     let synced = wait::until(
         &ctx.hub,
         Target {
