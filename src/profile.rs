@@ -39,8 +39,18 @@ pub struct Profile {
     pub name: String,
     pub description: String,
     pub platform: Platform,
-    pub ztwim: Ztwim,
-    pub gitops: Gitops,
+    /// OpenShift hubs: ZTWIM from OLM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ztwim: Option<Ztwim>,
+    /// OpenShift hubs: OpenShift GitOps from OLM and its `ArgoCD` instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitops: Option<Gitops>,
+    /// Kubernetes hubs: upstream SPIRE from our templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spire: Option<Spire>,
+    /// Kubernetes hubs: upstream Argo CD from its release manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argocd: Option<UpstreamArgoCd>,
     pub exec_auth: ExecAuth,
     pub spoke: Spoke,
     pub manifests: Manifests,
@@ -137,16 +147,83 @@ pub struct ExecAuth {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Spire {
+    pub namespace: String,
+    pub images: SpireImages,
+    /// The spire-controller-manager CRDs, fetched at run time (`{version}`: `controllerManagerVersion`).
+    pub crds: Vec<String>,
+    pub controller_manager_version: String,
+    /// SPIRE's cluster name (`k8s_psat`); `None`: the hub's kind name.
+    pub cluster_name: Option<String>,
+    /// The NodePort that serves the OIDC discovery provider on every node.
+    pub oidc_node_port: u16,
+    /// Where this machine reaches the issuer when its host name does not resolve here (kind-config maps
+    /// 127.0.0.1:<port> to the node port).
+    pub oidc_host_address: String,
+    pub ca_subject: CaSubject,
+    pub ca_ttl: String,
+    #[serde(rename = "defaultX509SvidTTL")]
+    pub default_x509_svid_ttl: String,
+    #[serde(rename = "defaultJWTSvidTTL")]
+    pub default_jwt_svid_ttl: String,
+    pub data_size: String,
+    /// Validity of the OIDC serving certificate bootstrap creates (days).
+    pub oidc_certificate_days: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SpireImages {
+    pub server: String,
+    pub agent: String,
+    pub controller_manager: String,
+    pub csi_driver: String,
+    pub csi_registrar: String,
+    pub oidc_discovery_provider: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpstreamArgoCd {
+    pub version: String,
+    /// The release manifest (`{version}` replaced); `--argocd-manifest URL|PATH` replaces it.
+    pub manifest_url: String,
+    /// The namespace the release manifest is made for (its ClusterRoleBindings name it).
+    pub namespace: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Spoke {
     pub audience: String,
     pub rbac: RbacMode,
+    pub cluster_role_binding: String,
+    pub cluster_role: String,
+    /// OpenShift spokes: external OIDC through the `Authentication` config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openshift: Option<OpenshiftSpoke>,
+    /// Kubernetes spokes: kube-apiserver's structured authentication file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesSpoke>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OpenshiftSpoke {
     pub min_version: MinorVersion,
     pub external_oidc_ga_version: MinorVersion,
     pub oidc_provider_name: String,
     pub issuer_ca_config_map: String,
-    pub cluster_role_binding: String,
-    pub cluster_role: String,
     pub oidc_clients: Vec<OidcClient>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubernetesSpoke {
+    /// Structured authentication (`apiserver.config.k8s.io/v1beta1`) needs Kubernetes 1.30.
+    pub min_version: MinorVersion,
+    /// The file in `--authn-config-dir` that kube-apiserver reads.
+    pub authn_config_file: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,6 +239,7 @@ pub struct OidcClient {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Manifests {
     pub bootstrap: Vec<StepManifests>,
+    /// add-spoke's hub-side steps and, for this platform's spokes, its spoke-side steps.
     pub add_spoke: Vec<StepManifests>,
 }
 
@@ -233,13 +311,66 @@ impl Profile {
     }
 
     fn check(&self) -> Result<(), String> {
-        for (key, value) in [
-            ("ztwim.namespace", &self.ztwim.namespace),
-            ("gitops.namespace", &self.gitops.namespace),
-            ("gitops.operatorNamespace", &self.gitops.operator_namespace),
-            ("gitops.instance", &self.gitops.instance),
-        ] {
-            crate::validate::dns1123_label(key, value)?;
+        let need = |present: bool, key: &str| -> Result<(), String> {
+            match present {
+                true => Ok(()),
+                false => Err(format!(
+                    "platform {} needs the section {key}",
+                    self.platform.as_str()
+                )),
+            }
+        };
+        match self.platform {
+            Platform::Openshift => {
+                need(self.ztwim.is_some(), "ztwim")?;
+                need(self.gitops.is_some(), "gitops")?;
+                need(self.spoke.openshift.is_some(), "spoke.openshift")?;
+                let (z, g) = (self.ztwim(), self.gitops());
+                for (key, value) in [
+                    ("ztwim.namespace", &z.namespace),
+                    ("gitops.namespace", &g.namespace),
+                    ("gitops.operatorNamespace", &g.operator_namespace),
+                    ("gitops.instance", &g.instance),
+                ] {
+                    crate::validate::dns1123_label(key, value)?;
+                }
+                let o = self.spoke.openshift();
+                if o.min_version > o.external_oidc_ga_version {
+                    return Err(
+                        "spoke.openshift.minVersion is above spoke.openshift.externalOidcGaVersion"
+                            .into(),
+                    );
+                }
+            }
+            Platform::Kubernetes => {
+                need(self.spire.is_some(), "spire")?;
+                need(self.argocd.is_some(), "argocd")?;
+                need(self.spoke.kubernetes.is_some(), "spoke.kubernetes")?;
+                let (s, a) = (self.spire(), self.upstream_argocd());
+                for (key, value) in [
+                    ("spire.namespace", &s.namespace),
+                    ("argocd.namespace", &a.namespace),
+                ] {
+                    crate::validate::dns1123_label(key, value)?;
+                }
+                if !(30000..=32767).contains(&s.oidc_node_port) {
+                    return Err(format!(
+                        "spire.oidcNodePort {}: not in the default NodePort range 30000-32767",
+                        s.oidc_node_port
+                    ));
+                }
+                if s.crds.is_empty() {
+                    return Err(
+                        "spire.crds is empty: the spire-controller-manager CRDs are needed".into(),
+                    );
+                }
+                let file = &self.spoke.kubernetes().authn_config_file;
+                if file.is_empty() || file.contains('/') {
+                    return Err(format!(
+                        "spoke.kubernetes.authnConfigFile {file:?}: a file name, without directories"
+                    ));
+                }
+            }
         }
         let url = &self.exec_auth.url;
         let stripped = url.replace("{version}", "").replace("{arch}", "");
@@ -260,12 +391,107 @@ impl Profile {
                 self.exec_auth.exec_credential_version
             ));
         }
-        if self.spoke.min_version > self.spoke.external_oidc_ga_version {
-            return Err("spoke.minVersion is above spoke.externalOidcGaVersion".into());
-        }
         Ok(())
     }
 
+    /// The ZTWIM section (OpenShift profiles; [`Profile::check`] guarantees it).
+    pub fn ztwim(&self) -> &Ztwim {
+        self.ztwim
+            .as_ref()
+            .expect("checked: OpenShift profiles have ztwim")
+    }
+
+    /// The OpenShift GitOps section (OpenShift profiles).
+    pub fn gitops(&self) -> &Gitops {
+        self.gitops
+            .as_ref()
+            .expect("checked: OpenShift profiles have gitops")
+    }
+
+    /// The upstream SPIRE section (Kubernetes profiles).
+    pub fn spire(&self) -> &Spire {
+        self.spire
+            .as_ref()
+            .expect("checked: Kubernetes profiles have spire")
+    }
+
+    /// The upstream Argo CD section (Kubernetes profiles).
+    pub fn upstream_argocd(&self) -> &UpstreamArgoCd {
+        self.argocd
+            .as_ref()
+            .expect("checked: Kubernetes profiles have argocd")
+    }
+
+    /// Where this profile's Argo CD lives and what its pods are called.
+    pub fn argo(&self) -> ArgoLayout {
+        match self.platform {
+            Platform::Openshift => {
+                let g = self.gitops();
+                ArgoLayout {
+                    instance: g.instance.clone(),
+                    namespace: g.namespace.clone(),
+                    server_service_account: format!("{}-argocd-server", g.instance),
+                    controller_service_account: format!(
+                        "{}-argocd-application-controller",
+                        g.instance
+                    ),
+                    server_label: format!("{}-server", g.instance),
+                    controller_label: format!("{}-application-controller", g.instance),
+                }
+            }
+            Platform::Kubernetes => ArgoLayout {
+                instance: "argocd".into(),
+                namespace: self.upstream_argocd().namespace.clone(),
+                server_service_account: "argocd-server".into(),
+                controller_service_account: "argocd-application-controller".into(),
+                server_label: "argocd-server".into(),
+                controller_label: "argocd-application-controller".into(),
+            },
+        }
+    }
+}
+
+/// Where a profile's Argo CD lives and the names of its server and application controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArgoLayout {
+    /// The instance's name, for messages (OpenShift: the `ArgoCD` CR).
+    pub instance: String,
+    /// The default namespace.
+    pub namespace: String,
+    pub server_service_account: String,
+    pub controller_service_account: String,
+    /// `app.kubernetes.io/name` of the server's pods.
+    pub server_label: String,
+    /// `app.kubernetes.io/name` of the application controller's pods.
+    pub controller_label: String,
+}
+
+impl Platform {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Platform::Openshift => "openshift",
+            Platform::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+impl Spoke {
+    /// The OpenShift spoke section (OpenShift profiles; [`Profile::check`] guarantees it).
+    pub fn openshift(&self) -> &OpenshiftSpoke {
+        self.openshift
+            .as_ref()
+            .expect("checked: OpenShift profiles have spoke.openshift")
+    }
+
+    /// The Kubernetes spoke section (Kubernetes profiles).
+    pub fn kubernetes(&self) -> &KubernetesSpoke {
+        self.kubernetes
+            .as_ref()
+            .expect("checked: Kubernetes profiles have spoke.kubernetes")
+    }
+}
+
+impl Profile {
     /// The exec-auth archive URL for this profile's version and architecture.
     pub fn exec_auth_archive_url(&self, url_template: &str) -> String {
         url_template

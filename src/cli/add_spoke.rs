@@ -231,7 +231,7 @@ pub fn exec(global: &GlobalArgs, args: &AddSpokeArgs, printer: &Printer) -> Resu
 
 /// The hub's SPIRE configuration (trust domain, issuer) from ConfigMap `spire-server`.
 pub async fn hub_spire(hub: &Cluster, profile: &Profile) -> Result<(String, String)> {
-    let ns = &profile.ztwim.namespace;
+    let ns = &profile.ztwim().namespace;
     let not_bootstrapped = |why: &str| -> anyhow::Error {
         Error::Preflight(format!(
             "the hub {} is not bootstrapped ({why}); run ztwim-hub bootstrap --context {} first",
@@ -372,7 +372,7 @@ fn report(
             "spokeVersion": v.spoke_version.to_string(),
             "trustDomain": v.trust_domain,
             "issuerURL": v.issuer_url,
-            "issuerCAConfigMap": v.issuer_ca_pem.as_ref().map(|_| &ctx.profile.spoke.issuer_ca_config_map),
+            "issuerCAConfigMap": v.issuer_ca_pem.as_ref().map(|_| &ctx.profile.spoke.openshift().issuer_ca_config_map),
             "audience": v.audience,
             "rbac": v.rbac,
             "featureGate": v.needs_feature_gate,

@@ -148,7 +148,7 @@ async fn discover(
             format!("apps.{base}")
         }
     };
-    let op = &profile.ztwim.operator;
+    let op = &profile.ztwim().operator;
     let channel = match (&args.channel, &op.channel) {
         (Some(c), _) | (None, Some(c)) => c.clone(),
         (None, None) => {
@@ -239,7 +239,7 @@ fn report(
             "\nissuer:        {}\ntrust domain:  {}\nArgo CD:       {} in {}\nSPIFFE IDs:    {}\n               {}\n",
             v.jwt_issuer,
             v.trust_domain,
-            ctx.profile.gitops.instance,
+            ctx.profile.gitops().instance,
             v.gitops_namespace,
             v.identities.server,
             v.identities.controller

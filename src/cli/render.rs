@@ -198,7 +198,7 @@ pub fn plan_bootstrap(
             "\"apps.\" + DNS cluster .spec.baseDomain",
         )?
         .to_string(),
-        ztwim_channel: match (&args.channel, &profile.ztwim.operator.channel) {
+        ztwim_channel: match (&args.channel, &profile.ztwim().operator.channel) {
             (Some(c), _) | (None, Some(c)) => c.clone(),
             (None, None) => {
                 required(

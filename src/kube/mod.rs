@@ -3,4 +3,5 @@
 pub mod apply;
 pub mod client;
 pub mod kinds;
+pub mod platform;
 pub mod wait;

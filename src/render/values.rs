@@ -18,8 +18,9 @@ pub struct ArgoIdentities {
 
 impl ArgoIdentities {
     pub fn new(profile: &Profile, trust_domain: &str, namespace: &str) -> Self {
-        let server_sa = format!("{}-argocd-server", profile.gitops.instance);
-        let controller_sa = format!("{}-argocd-application-controller", profile.gitops.instance);
+        let argo = profile.argo();
+        let server_sa = argo.server_service_account;
+        let controller_sa = argo.controller_service_account;
         ArgoIdentities {
             server: spiffe_id(trust_domain, namespace, &server_sa),
             controller: spiffe_id(trust_domain, namespace, &controller_sa),
@@ -78,7 +79,7 @@ impl BootstrapValues {
         let cluster_name = inputs
             .cluster_name
             .clone()
-            .unwrap_or_else(|| profile.ztwim.cluster_name.clone());
+            .unwrap_or_else(|| profile.ztwim().cluster_name.clone());
         bad(validate::dns_subdomain("--cluster-name", &cluster_name))?;
         if inputs.ztwim_channel.trim().is_empty() {
             return Err(error::input("--channel is empty"));
@@ -86,7 +87,7 @@ impl BootstrapValues {
         let gitops_namespace = inputs
             .gitops_namespace
             .clone()
-            .unwrap_or_else(|| profile.gitops.namespace.clone());
+            .unwrap_or_else(|| profile.gitops().namespace.clone());
         bad(validate::dns1123_label(
             "--gitops-namespace",
             &gitops_namespace,
@@ -94,7 +95,7 @@ impl BootstrapValues {
         if gitops_namespace.starts_with("openshift-") {
             return Err(error::input(format!(
                 "--gitops-namespace {gitops_namespace:?}: ZTWIM issues no identities in openshift-* namespaces; choose another (default {})",
-                profile.gitops.namespace
+                profile.gitops().namespace
             )));
         }
         let url_template = inputs
@@ -119,21 +120,22 @@ impl BootstrapValues {
                 profile.exec_auth.version, profile.exec_auth.arch, profile.exec_auth.arch
             ));
         }
-        let oidc_host = format!("{}.{}", profile.ztwim.oidc_host_prefix, inputs.app_domain);
+        let oidc_host = format!("{}.{}", profile.ztwim().oidc_host_prefix, inputs.app_domain);
         let identities = ArgoIdentities::new(profile, &trust_domain, &gitops_namespace);
         let values = BootstrapValues {
             jwt_issuer: format!("https://{oidc_host}"),
             oidc_host,
             argocd_server_host: format!(
                 "{}.{}",
-                profile.gitops.server_host_prefix, inputs.app_domain
+                profile.gitops().server_host_prefix,
+                inputs.app_domain
             ),
             app_domain: inputs.app_domain.clone(),
             trust_domain,
             cluster_name,
             ztwim_channel: inputs.ztwim_channel.clone(),
             gitops_channel: profile
-                .gitops
+                .gitops()
                 .operator
                 .channel
                 .clone()
@@ -203,7 +205,7 @@ impl SpokeValues {
         let gitops_namespace = inputs
             .gitops_namespace
             .clone()
-            .unwrap_or_else(|| profile.gitops.namespace.clone());
+            .unwrap_or_else(|| profile.gitops().namespace.clone());
         bad(validate::dns1123_label(
             "--gitops-namespace",
             &gitops_namespace,
@@ -236,10 +238,11 @@ impl SpokeValues {
             )),
             (Some(_), false) => {}
         }
-        if inputs.spoke_version < profile.spoke.min_version {
+        if inputs.spoke_version < profile.spoke.openshift().min_version {
             return Err(error::input(format!(
                 "spoke version {}: external OIDC authentication needs OpenShift {} or later",
-                inputs.spoke_version, profile.spoke.min_version
+                inputs.spoke_version,
+                profile.spoke.openshift().min_version
             )));
         }
         let identities = ArgoIdentities::new(profile, &inputs.trust_domain, &gitops_namespace);
@@ -252,7 +255,8 @@ impl SpokeValues {
             issuer_url,
             issuer_ca_pem: inputs.issuer_ca_pem.clone(),
             spoke_version: inputs.spoke_version,
-            needs_feature_gate: inputs.spoke_version < profile.spoke.external_oidc_ga_version,
+            needs_feature_gate: inputs.spoke_version
+                < profile.spoke.openshift().external_oidc_ga_version,
             audience,
             rbac: inputs.rbac.unwrap_or(profile.spoke.rbac),
             gitops_namespace,
@@ -262,7 +266,7 @@ impl SpokeValues {
         if values.needs_feature_gate {
             warnings.push(format!(
                 "spoke version {} is below {}: the plan sets FeatureGate cluster to TechPreviewNoUpgrade, which is IRREVERSIBLE and blocks upgrades of {}",
-                values.spoke_version, profile.spoke.external_oidc_ga_version, values.spoke_name
+                values.spoke_version, profile.spoke.openshift().external_oidc_ga_version, values.spoke_name
             ));
         }
         Ok((values, warnings))

@@ -22,7 +22,7 @@ pub const COMPONENTS: &[(&str, &str)] = &[
 pub fn selector(ctx: &HubRun, component: &str) -> String {
     format!(
         "app.kubernetes.io/name={}-{component}",
-        ctx.profile.gitops.instance
+        ctx.profile.gitops().instance
     )
 }
 
@@ -42,7 +42,7 @@ impl Step<HubRun> for ArgoCd {
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let ns = ctx.values.gitops_namespace.as_str();
-            let instance = ctx.profile.gitops.instance.as_str();
+            let instance = ctx.profile.gitops().instance.as_str();
             let kind = kinds::known("argoproj.io/v1beta1", "ArgoCD");
             wait::until(
                 &ctx.hub,
@@ -113,7 +113,8 @@ fn check_plumbing(ctx: &HubRun, pod: &DynamicObject, container: &str) -> Result<
     let fail = |what: &str| -> String {
         format!(
             "pod {}/{name} {what} (check spec.server and spec.controller of ArgoCD {}; re-apply it with --only argocd)",
-            ctx.values.gitops_namespace, ctx.profile.gitops.instance
+            ctx.values.gitops_namespace,
+            ctx.profile.gitops().instance
         )
     };
     let empty = Vec::new();

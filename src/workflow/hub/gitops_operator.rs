@@ -23,10 +23,10 @@ impl Step<HubRun> for GitopsOperator {
         report: &'a mut StepReport,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let op = &ctx.profile.gitops.operator;
+            let op = &ctx.profile.gitops().operator;
             let notes = super::olm::wait_installed(
                 ctx,
-                &ctx.profile.gitops.operator_namespace,
+                &ctx.profile.gitops().operator_namespace,
                 &op.subscription,
                 &["argocds.argoproj.io"],
             )

@@ -68,11 +68,14 @@ pub async fn route_host(ctx: &HubRun) -> Result<String> {
         &ctx.hub,
         Target {
             kind,
-            namespace: Some(&ctx.profile.ztwim.namespace),
+            namespace: Some(&ctx.profile.ztwim().namespace),
             name: Some(ROUTE),
             label_selector: None,
         },
-        &format!("Route {}/{ROUTE} with a host", ctx.profile.ztwim.namespace),
+        &format!(
+            "Route {}/{ROUTE} with a host",
+            ctx.profile.ztwim().namespace
+        ),
         ctx.timeout,
         |objs| match objs
             .first()

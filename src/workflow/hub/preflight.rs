@@ -84,7 +84,7 @@ impl Check<HubRun> for Version {
     }
     fn run<'a>(&'a self, ctx: &'a HubRun) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            let min = ctx.profile.ztwim.hub_min_version;
+            let min = ctx.profile.ztwim().hub_min_version;
             match openshift_version(&ctx.hub).await {
                 Ok(Some(v)) => match minor_of(&v) {
                     Some(m) if m >= min => Outcome::ok(),
@@ -204,8 +204,8 @@ impl Check<HubRun> for Packages {
         Box::pin(async move {
             let mut outcome = Outcome::ok();
             for (op, channel) in [
-                (&ctx.profile.ztwim.operator, &ctx.values.ztwim_channel),
-                (&ctx.profile.gitops.operator, &ctx.values.gitops_channel),
+                (&ctx.profile.ztwim().operator, &ctx.values.ztwim_channel),
+                (&ctx.profile.gitops().operator, &ctx.values.gitops_channel),
             ] {
                 match package_channels(&ctx.hub, &op.source_namespace, &op.package).await {
                     Ok(Some((_, channels))) if channels.contains(channel) => {}

@@ -62,7 +62,7 @@ impl Step<HubRun> for ZtwimOperands {
                 .await?;
             }
             report.notes.push("operands Ready".into());
-            let ns = ctx.profile.ztwim.namespace.as_str();
+            let ns = ctx.profile.ztwim().namespace.as_str();
             for (kind, name) in WORKLOADS {
                 let k = kinds::known("apps/v1", kind);
                 wait::until(
@@ -92,7 +92,7 @@ impl Step<HubRun> for ZtwimOperands {
         report: &'a mut StepReport,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let ns = ctx.profile.ztwim.namespace.as_str();
+            let ns = ctx.profile.ztwim().namespace.as_str();
             let cms: Api<ConfigMap> = Api::namespaced(ctx.hub.client.clone(), ns);
             let cm = cms.get_opt("spire-server").await?.ok_or_else(|| {
                 Error::Verification(format!(

@@ -32,10 +32,10 @@ impl Step<HubRun> for ZtwimOperator {
         report: &'a mut StepReport,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let op = &ctx.profile.ztwim.operator;
+            let op = &ctx.profile.ztwim().operator;
             let notes = super::olm::wait_installed(
                 ctx,
-                &ctx.profile.ztwim.namespace,
+                &ctx.profile.ztwim().namespace,
                 &op.subscription,
                 CRDS,
             )

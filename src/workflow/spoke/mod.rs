@@ -111,7 +111,7 @@ impl SpokeRun {
     pub fn argocd_selector(&self, component: &str) -> String {
         format!(
             "app.kubernetes.io/name={}-{component}",
-            self.profile.gitops.instance
+            self.profile.gitops().instance
         )
     }
 }

@@ -106,7 +106,7 @@ impl Check<SpokeRun> for SpokeVersion {
     fn run<'a>(&'a self, ctx: &'a SpokeRun) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             let v = ctx.values.spoke_version;
-            let p = &ctx.profile.spoke;
+            let p = ctx.profile.spoke.openshift();
             if v < p.min_version {
                 return Outcome::error(format!(
                     "the spoke runs OpenShift {v}; external OIDC authentication needs {} or later",
@@ -180,7 +180,7 @@ impl Check<SpokeRun> for ExistingAuthentication {
                         .cloned()
                         .unwrap_or_default();
                     let ours = providers.iter().all(|p| {
-                        p["name"] == ctx.profile.spoke.oidc_provider_name.as_str()
+                        p["name"] == ctx.profile.spoke.openshift().oidc_provider_name.as_str()
                             && p["issuer"]["issuerURL"] == ctx.values.issuer_url.as_str()
                     });
                     if ours {

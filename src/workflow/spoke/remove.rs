@@ -276,7 +276,7 @@ impl Step<SpokeRun> for DeleteIssuerCa {
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let k = kinds::known("v1", "ConfigMap");
-            let name = &ctx.profile.spoke.issuer_ca_config_map;
+            let name = &ctx.profile.spoke.openshift().issuer_ca_config_map;
             delete_recorded(ctx, report, Side::Spoke, k, Some("openshift-config"), name).await
         })
     }
