@@ -35,6 +35,10 @@ pub struct Discovery {
 
 /// An HTTPS client trusting the system roots and `extra_ca_pem`.
 pub fn https_client(extra_ca_pem: Option<&str>, timeout: Duration) -> Result<reqwest::Client> {
+    Ok(builder(extra_ca_pem, timeout)?.build()?)
+}
+
+fn builder(extra_ca_pem: Option<&str>, timeout: Duration) -> Result<reqwest::ClientBuilder> {
     let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(10))
@@ -51,7 +55,37 @@ pub fn https_client(extra_ca_pem: Option<&str>, timeout: Duration) -> Result<req
             builder = builder.add_root_certificate(cert);
         }
     }
-    Ok(builder.build()?)
+    Ok(builder)
+}
+
+/// Like [`https_client`], for `url`; when `url`'s host does not resolve on this machine and `fallback` is
+/// given (`HOST:PORT` or `IP:PORT`), connections to it go to `fallback` instead, still verifying the
+/// certificate for `url`'s host (curl's `--connect-to`). kind: the issuer
+/// `https://<hub>-control-plane:30443` is a name on the docker network; this machine reaches it through
+/// kind-config's port mapping 127.0.0.1:30443. Through a proxy (`HTTPS_PROXY`) the name goes to the proxy.
+pub async fn https_client_reaching(
+    extra_ca_pem: Option<&str>,
+    timeout: Duration,
+    url: &str,
+    fallback: Option<&str>,
+) -> Result<reqwest::Client> {
+    let client = https_client(extra_ca_pem, timeout)?;
+    let (Some(fallback), Ok(parsed)) = (fallback, url::Url::parse(url)) else {
+        return Ok(client);
+    };
+    let (Some(host), Some(port)) = (parsed.host_str(), parsed.port_or_known_default()) else {
+        return Ok(client);
+    };
+    if tokio::net::lookup_host((host, port)).await.is_ok() {
+        return Ok(client);
+    }
+    let addrs: Vec<std::net::SocketAddr> = match tokio::net::lookup_host(fallback).await {
+        Ok(a) => a.collect(),
+        Err(_) => return Ok(client),
+    };
+    Ok(builder(extra_ca_pem, timeout)?
+        .resolve_to_addrs(host, &addrs)
+        .build()?)
 }
 
 fn failed(msg: String) -> anyhow::Error {
