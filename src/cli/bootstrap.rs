@@ -14,13 +14,18 @@ use crate::error;
 use crate::kube::apply::{Applier, DryRun, api_for};
 use crate::kube::client::{Cluster, Kubeconfigs};
 use crate::kube::kinds;
+use crate::kube::platform;
 use crate::output::Printer;
+use crate::profile::Platform;
 use crate::profile::Profile;
 use crate::render::Renderer;
-use crate::render::plan::Plan;
-use crate::render::values::{BootstrapValues, HubInputs};
+use crate::render::hub::Sources;
+use crate::render::tls::{self, ServingCert};
+use crate::render::values::{BootstrapValues, HubInputs, HubPlatformInputs};
 use crate::workflow::hub::{self, HubRun};
 use crate::workflow::{Runner, StepReport};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret};
+use kube::Api;
 
 fn after_help() -> String {
     format!(
@@ -53,21 +58,13 @@ pub struct BootstrapArgs {
 
 pub fn exec(global: &GlobalArgs, args: &BootstrapArgs, printer: &Printer) -> Result<()> {
     // Validate what needs no cluster before contacting one.
-    let profile = Profile::load(global.profile.as_deref().unwrap_or("openshift"))?;
+    let given = global.profile.as_deref().map(Profile::load).transpose()?;
     let renderer = Renderer::new(global.templates_dir.as_deref())?;
-    let steps = hub::steps();
-    let names: Vec<&str> = steps.iter().map(|s| s.name()).collect();
-    args.live.selection().validate(&names)?;
+    args.live.selection().validate(&hub::all_step_names())?;
     args.live.ignore().validate(&hub::check_names())?;
     args.live.check_consent_possible("bootstrap")?;
-    let audience = args
-        .audience
-        .clone()
-        .unwrap_or_else(|| profile.spoke.audience.clone());
-    if audience.trim().is_empty() || audience.contains(char::is_whitespace) {
-        return Err(error::input(format!(
-            "--audience {audience:?}: an audience is one word without spaces"
-        )));
+    if let Some(profile) = &given {
+        args.hub.check_platform(profile)?;
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -79,18 +76,47 @@ pub fn exec(global: &GlobalArgs, args: &BootstrapArgs, printer: &Printer) -> Res
         let cluster = kubeconfigs.cluster("--context", &args.context).await?;
         let version = cluster.version().await?;
         printer.debug(1, format!("{}: {} (Kubernetes {})", cluster.context, cluster.server, version.git_version));
-        let (values, warnings) = discover(&cluster, &profile, &args.hub).await?;
-        let plan = Plan::render(&renderer, &profile.manifests.bootstrap, &profile, &values, None)?;
+        let chosen = platform::choose(global.profile.as_deref(), "--profile", &cluster).await?;
+        let profile = chosen.profile;
+        printer.info(format!("profile: {} ({})", profile.name, chosen.reason));
+        args.hub.check_platform(&profile)?;
+        let steps = hub::steps(profile.platform);
+        let names: Vec<&str> = steps.iter().map(|s| s.name()).collect();
+        args.live.selection().validate(&names)?;
+        let audience = args
+            .audience
+            .clone()
+            .unwrap_or_else(|| profile.spoke.audience.clone());
+        if audience.trim().is_empty() || audience.contains(char::is_whitespace) {
+            return Err(error::input(format!(
+                "--audience {audience:?}: an audience is one word without spaces"
+            )));
+        }
+        let (mut values, warnings, tls) = match profile.platform {
+            Platform::Openshift => {
+                let (v, w) = discover(&cluster, &profile, &args.hub).await?;
+                (v, w, None)
+            }
+            Platform::Kubernetes => discover_kubernetes(&cluster, &profile, &args.hub).await?,
+        };
+        let sources = (profile.platform == Platform::Kubernetes).then(|| {
+            Sources::new(&profile, &args.hub.spire_crds, args.hub.argocd_manifest.as_deref())
+        });
+        let plan = crate::render::hub::plan(&renderer, &profile, &mut values, sources.as_ref(), tls).await?;
         for w in &warnings {
             printer.warn(w);
         }
         if args.live.dry_run == Some(DryRun::Client) {
             return print_plan(printer, &plan);
         }
+        let what = match profile.platform {
+            Platform::Openshift => "install ZTWIM",
+            Platform::Kubernetes => "install SPIRE",
+        };
         args.live.confirm(
             printer,
             &format!(
-                "bootstrap will change cluster {} ({}): install ZTWIM ({} objects in all), trust domain {}, issuer {}, Argo CD in {}",
+                "bootstrap will change cluster {} ({}): {what} ({} objects in all), trust domain {}, issuer {}, Argo CD in {}",
                 cluster.context,
                 cluster.server,
                 plan.objects.len(),
@@ -118,6 +144,82 @@ pub fn exec(global: &GlobalArgs, args: &BootstrapArgs, printer: &Printer) -> Res
         report(printer, &ctx, &reports, result.as_ref().err())?;
         result
     })
+}
+
+/// A Kubernetes hub: its kind name (from the `<name>-control-plane` node), an existing SPIRE's trust domain
+/// and the serving certificate to keep.
+async fn discover_kubernetes(
+    cluster: &Cluster,
+    profile: &Profile,
+    args: &HubValueArgs,
+) -> Result<(BootstrapValues, Vec<String>, Option<ServingCert>)> {
+    let nodes: Api<Node> = Api::all(cluster.client.clone());
+    let nodes = nodes
+        .list(&Default::default())
+        .await
+        .map_err(|e| crate::kube::client::read_refused(cluster, "nodes", &e))?;
+    let hub_name = nodes
+        .items
+        .iter()
+        .filter_map(|n| n.metadata.name.as_deref()?.strip_suffix("-control-plane"))
+        .min()
+        .map(str::to_string);
+    let hub_name = match (hub_name, &args.issuer_url, &args.cluster_name) {
+        (Some(name), _, _) => name,
+        (None, Some(_), Some(name)) => name.clone(),
+        (None, _, _) => {
+            return Err(error::input(format!(
+                "{} has no node named <name>-control-plane, so it is not a kind cluster ztwim-hub can name: pass --issuer-url (where the spokes' API servers reach this hub's NodePort {}) and --cluster-name",
+                cluster.context,
+                profile.spire().oidc_node_port
+            )));
+        }
+    };
+    let ns = &profile.spire().namespace;
+    let cms: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), ns);
+    let existing = cms
+        .get_opt("spire-server")
+        .await
+        .map_err(|e| crate::kube::client::read_refused(cluster, "ConfigMap spire-server", &e))?
+        .and_then(|cm| cm.data?.get("server.conf").cloned())
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok());
+    let existing_str = |key: &str| {
+        existing
+            .as_ref()
+            .and_then(|c| c.pointer(&format!("/server/{key}")))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let inputs = HubInputs {
+        trust_domain: args
+            .trust_domain
+            .clone()
+            .or_else(|| existing_str("trust_domain")),
+        cluster_name: args.cluster_name.clone(),
+        gitops_namespace: args.gitops_namespace.clone(),
+        exec_auth_url: args.exec_auth_url.clone(),
+        exec_auth_sha256: args.exec_auth_sha256.clone(),
+        platform: HubPlatformInputs::Kubernetes {
+            hub_name,
+            issuer_url: args.issuer_url.clone(),
+        },
+    };
+    let (values, warnings) = BootstrapValues::resolve(profile, &inputs)?;
+    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), ns);
+    let mut names = values.kubernetes().oidc_dns_names.clone();
+    names.push("127.0.0.1".into());
+    let tls = secrets
+        .get_opt(tls::SECRET)
+        .await
+        .map_err(|e| crate::kube::client::read_refused(cluster, "Secret spire-oidc-tls", &e))?
+        .and_then(|s| s.data)
+        .map(|data| {
+            data.into_iter()
+                .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                .collect()
+        })
+        .and_then(|data| ServingCert::reuse(&data, &names));
+    Ok((values, warnings, tls))
 }
 
 /// Fills in what the flags leave open from the cluster, then validates and derives the values.
@@ -192,8 +294,10 @@ async fn discover(
                 None => e,
             })?;
     let inputs = HubInputs {
-        app_domain,
-        ztwim_channel: channel,
+        platform: HubPlatformInputs::Openshift {
+            app_domain,
+            ztwim_channel: channel,
+        },
         trust_domain: args
             .trust_domain
             .clone()
@@ -222,13 +326,15 @@ fn report(
         "context": ctx.hub.context,
         "dryRun": ctx.applier.dry_run,
         "values": {
-            "appDomain": v.app_domain,
+            "platform": ctx.profile.platform,
+            "profile": ctx.profile.name,
+            "appDomain": v.openshift.as_ref().map(|o| &o.app_domain),
             "trustDomain": v.trust_domain,
             "clusterName": v.cluster_name,
             "issuerURL": v.jwt_issuer,
             "routeHost": facts.route_host,
             "gitopsNamespace": v.gitops_namespace,
-            "ztwimChannel": v.ztwim_channel,
+            "ztwimChannel": v.openshift.as_ref().map(|o| &o.ztwim_channel),
             "spiffeIDs": {"server": v.identities.server, "controller": v.identities.controller},
         },
         "identities": facts.identities,
@@ -239,7 +345,7 @@ fn report(
             "\nissuer:        {}\ntrust domain:  {}\nArgo CD:       {} in {}\nSPIFFE IDs:    {}\n               {}\n",
             v.jwt_issuer,
             v.trust_domain,
-            ctx.profile.gitops().instance,
+            ctx.profile.argo().instance,
             v.gitops_namespace,
             v.identities.server,
             v.identities.controller

@@ -11,7 +11,9 @@ use crate::output::{OutputFormat, Printer};
 use crate::profile::{Profile, RbacMode};
 use crate::render::Renderer;
 use crate::render::plan::Plan;
-use crate::render::values::{BootstrapValues, HubInputs, SpokeInputs, SpokeValues};
+use crate::render::values::{
+    BootstrapValues, HubInputs, HubPlatformInputs, SpokeInputs, SpokeValues,
+};
 use crate::validate;
 
 /// Print the manifests bootstrap or add-spoke would apply, without a cluster.
@@ -66,6 +68,49 @@ pub struct HubValueArgs {
     /// sha256 of the plugin archive; the init container refuses any other file.
     #[arg(long, value_name = "HEX")]
     pub exec_auth_sha256: Option<String>,
+    /// kind: the SPIRE OIDC issuer URL [default: https://<hub>-control-plane:30443, the hub's node on the
+    /// docker network, as kind-config sets up].
+    #[arg(long, value_name = "URL")]
+    pub issuer_url: Option<String>,
+    /// kind: Argo CD's release manifest, an https URL or a local file (mirrors, air gaps) [default: the
+    /// profile's pinned release].
+    #[arg(long, value_name = "URL|PATH")]
+    pub argocd_manifest: Option<String>,
+    /// kind: the spire-controller-manager CRDs, https URLs or local files or directories; repeatable
+    /// [default: the profile's pinned release].
+    #[arg(long, value_name = "URL|PATH")]
+    pub spire_crds: Vec<String>,
+}
+
+impl HubValueArgs {
+    /// Refuses the flags the profile's platform does not use.
+    pub fn check_platform(&self, profile: &Profile) -> anyhow::Result<()> {
+        let (flags, other): (Vec<(&str, bool)>, &str) = match profile.platform {
+            crate::profile::Platform::Openshift => (
+                vec![
+                    ("--issuer-url", self.issuer_url.is_some()),
+                    ("--argocd-manifest", self.argocd_manifest.is_some()),
+                    ("--spire-crds", !self.spire_crds.is_empty()),
+                ],
+                "kind",
+            ),
+            crate::profile::Platform::Kubernetes => (
+                vec![
+                    ("--app-domain", self.app_domain.is_some()),
+                    ("--channel", self.channel.is_some()),
+                ],
+                "openshift",
+            ),
+        };
+        match flags.iter().find(|(_, given)| *given) {
+            Some((flag, _)) => Err(error::input(format!(
+                "{flag} applies to {other} hubs only, and the profile is {} ({}); drop {flag} or pass --profile {other}",
+                profile.name,
+                profile.platform.as_str()
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -191,38 +236,54 @@ pub fn plan_bootstrap(
     renderer: &Renderer,
     args: &HubValueArgs,
 ) -> anyhow::Result<(Plan, Vec<String>)> {
-    let inputs = HubInputs {
-        app_domain: required(
-            &args.app_domain,
-            "--app-domain",
-            "\"apps.\" + DNS cluster .spec.baseDomain",
-        )?
-        .to_string(),
-        ztwim_channel: match (&args.channel, &profile.ztwim().operator.channel) {
-            (Some(c), _) | (None, Some(c)) => c.clone(),
-            (None, None) => {
-                required(
-                    &None,
-                    "--channel",
-                    "the PackageManifest's status.defaultChannel",
-                )?;
-                unreachable!()
-            }
+    args.check_platform(profile)?;
+    let platform = match profile.platform {
+        crate::profile::Platform::Openshift => HubPlatformInputs::Openshift {
+            app_domain: required(
+                &args.app_domain,
+                "--app-domain",
+                "\"apps.\" + DNS cluster .spec.baseDomain",
+            )?
+            .to_string(),
+            ztwim_channel: match (&args.channel, &profile.ztwim().operator.channel) {
+                (Some(c), _) | (None, Some(c)) => c.clone(),
+                (None, None) => {
+                    required(
+                        &None,
+                        "--channel",
+                        "the PackageManifest's status.defaultChannel",
+                    )?;
+                    unreachable!()
+                }
+            },
         },
+        crate::profile::Platform::Kubernetes => HubPlatformInputs::Kubernetes {
+            hub_name: args.cluster_name.clone().unwrap_or_else(|| "hub".into()),
+            issuer_url: args.issuer_url.clone(),
+        },
+    };
+    let inputs = HubInputs {
         trust_domain: args.trust_domain.clone(),
         cluster_name: args.cluster_name.clone(),
         gitops_namespace: args.gitops_namespace.clone(),
         exec_auth_url: args.exec_auth_url.clone(),
         exec_auth_sha256: args.exec_auth_sha256.clone(),
+        platform,
     };
-    let (values, warnings) = BootstrapValues::resolve(profile, &inputs)?;
-    let plan = Plan::render(
+    let (mut values, warnings) = BootstrapValues::resolve(profile, &inputs)?;
+    let sources = (profile.platform == crate::profile::Platform::Kubernetes).then(|| {
+        crate::render::hub::Sources::new(profile, &args.spire_crds, args.argocd_manifest.as_deref())
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let plan = runtime.block_on(crate::render::hub::plan(
         renderer,
-        &profile.manifests.bootstrap,
         profile,
-        &values,
+        &mut values,
+        sources.as_ref(),
         None,
-    )?;
+    ))?;
     Ok((plan, warnings))
 }
 

@@ -327,7 +327,12 @@ pub fn control_plane_host(cluster: &str) -> String {
 
 /// The SPIRE OIDC issuer of a kind hub, as the other kind clusters reach it.
 pub fn issuer_url(hub: &str) -> String {
-    format!("https://{}:{OIDC_NODE_PORT}", control_plane_host(hub))
+    issuer_url_with_port(hub, OIDC_NODE_PORT)
+}
+
+/// [`issuer_url`] for another node port.
+pub fn issuer_url_with_port(hub: &str, node_port: u16) -> String {
+    format!("https://{}:{node_port}", control_plane_host(hub))
 }
 
 /// Writes `bytes` to `path` so that readers see the old or the new content, never a partial one: a

@@ -100,6 +100,27 @@ pub const KNOWN: &[Kind] = &[
     ),
     k("storage.k8s.io", "v1", "CSIDriver", "csidrivers", false),
     k(
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        true,
+    ),
+    k(
+        "",
+        "v1",
+        "PersistentVolumeClaim",
+        "persistentvolumeclaims",
+        true,
+    ),
+    k(
+        "storage.k8s.io",
+        "v1",
+        "StorageClass",
+        "storageclasses",
+        false,
+    ),
+    k(
         "apiextensions.k8s.io",
         "v1",
         "CustomResourceDefinition",
@@ -192,8 +213,30 @@ pub const KNOWN: &[Kind] = &[
         "clusterspiffeids",
         false,
     ),
+    // spire-controller-manager (kind hubs)
+    k(
+        "spire.spiffe.io",
+        "v1alpha1",
+        "ClusterFederatedTrustDomain",
+        "clusterfederatedtrustdomains",
+        false,
+    ),
+    k(
+        "spire.spiffe.io",
+        "v1alpha1",
+        "ClusterStaticEntry",
+        "clusterstaticentries",
+        false,
+    ),
     // Argo CD
     k("argoproj.io", "v1beta1", "ArgoCD", "argocds", true),
+    k(
+        "argoproj.io",
+        "v1alpha1",
+        "ApplicationSet",
+        "applicationsets",
+        true,
+    ),
     k(
         "argoproj.io",
         "v1alpha1",

@@ -4,8 +4,11 @@
 //! Templates see two values: `p`, the profile (see `profiles/`), and `v`, the resolved values of the
 //! workflow ([`values::BootstrapValues`] or [`values::SpokeValues`]). An undefined value is an error.
 
+pub mod hub;
 pub mod object;
 pub mod plan;
+pub mod tls;
+pub mod upstream;
 pub mod values;
 
 use std::path::{Path, PathBuf};

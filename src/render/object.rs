@@ -74,6 +74,20 @@ objects! {
 }
 
 impl Object {
+    /// An object from an upstream release manifest: a known kind, kept as published (fields k8s-openapi
+    /// does not know are not an error here, unlike in our templates).
+    pub fn upstream(value: Value) -> Result<Object, String> {
+        let (api_version, kind) = type_of(&value)?;
+        if kinds::find(&api_version, &kind).is_none() {
+            return Err(format!(
+                "{api_version} {kind} is not a kind ztwim-hub knows how to apply"
+            ));
+        }
+        serde_json::from_value::<DynamicObject>(value)
+            .map(|o| Object::Dynamic(Box::new(o)))
+            .map_err(|e| format!("{api_version} {kind}: {e}"))
+    }
+
     pub fn api_version(&self) -> String {
         self.to_value()["apiVersion"]
             .as_str()

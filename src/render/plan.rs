@@ -20,6 +20,18 @@ pub struct Planned {
     pub cluster: String,
     pub template: String,
     pub object: Object,
+    /// Holds a private key bootstrap generated: applied, never printed or written to files.
+    pub sensitive: bool,
+}
+
+impl Planned {
+    /// The line that stands in for a sensitive object in printed plans.
+    fn withheld(&self) -> String {
+        format!(
+            "# {} holds a private key ztwim-hub generates: it is applied, never printed. To apply these files yourself, create it (keys tls.crt, tls.key, ca.crt) first.\n",
+            self.object.display_name()
+        )
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -56,6 +68,7 @@ impl Plan {
                         cluster,
                         template: template.clone(),
                         object,
+                        sensitive: false,
                     });
                 }
             }
@@ -68,8 +81,13 @@ impl Plan {
         self.objects.iter().filter(move |p| p.step == step)
     }
 
+    /// The printable objects (sensitive ones left out).
     pub fn values(&self) -> Vec<Value> {
-        self.objects.iter().map(|p| p.object.to_value()).collect()
+        self.objects
+            .iter()
+            .filter(|p| !p.sensitive)
+            .map(|p| p.object.to_value())
+            .collect()
     }
 
     /// Multi-document YAML, one document per object, each preceded by a comment naming its origin.
@@ -81,6 +99,10 @@ impl Plan {
                 "# cluster: {}, step: {}, template: {}\n",
                 planned.cluster, planned.step, planned.template
             ));
+            if planned.sensitive {
+                out.push_str(&planned.withheld());
+                continue;
+            }
             out.push_str(&to_yaml(&planned.object.to_value())?);
         }
         Ok(out)
@@ -115,7 +137,7 @@ impl Plan {
             for (i, planned) in self
                 .objects
                 .iter()
-                .filter(|p| p.cluster == cluster)
+                .filter(|p| p.cluster == cluster && !p.sensitive)
                 .enumerate()
             {
                 let file = format!(

@@ -37,32 +37,87 @@ pub fn spiffe_id(trust_domain: &str, namespace: &str, service_account: &str) -> 
 /// What the hub workflow needs to know, from flags or from the cluster.
 #[derive(Debug, Clone, Default)]
 pub struct HubInputs {
-    pub app_domain: String,
-    pub ztwim_channel: String,
     pub trust_domain: Option<String>,
     pub cluster_name: Option<String>,
     pub gitops_namespace: Option<String>,
     pub exec_auth_url: Option<String>,
     pub exec_auth_sha256: Option<String>,
+    pub platform: HubPlatformInputs,
+}
+
+/// The inputs only one platform has.
+#[derive(Debug, Clone)]
+pub enum HubPlatformInputs {
+    Openshift {
+        app_domain: String,
+        ztwim_channel: String,
+    },
+    Kubernetes {
+        /// The hub's kind name (its control-plane node is `<name>-control-plane`).
+        hub_name: String,
+        issuer_url: Option<String>,
+    },
+}
+
+impl Default for HubPlatformInputs {
+    fn default() -> Self {
+        HubPlatformInputs::Openshift {
+            app_domain: String::new(),
+            ztwim_channel: String::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BootstrapValues {
-    pub app_domain: String,
     pub trust_domain: String,
     pub cluster_name: String,
     pub jwt_issuer: String,
-    pub oidc_host: String,
-    pub ztwim_channel: String,
-    pub gitops_channel: String,
     pub gitops_namespace: String,
-    pub argocd_server_host: String,
     pub exec_auth_archive_url: String,
     pub exec_auth_sha256: Option<String>,
     pub identities: ArgoIdentities,
+    #[serde(flatten)]
+    pub openshift: Option<OpenshiftHubValues>,
+    #[serde(flatten)]
+    pub kubernetes: Option<KubernetesHubValues>,
+}
+
+/// OpenShift hubs: OLM channels and the hosts of the Routes.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenshiftHubValues {
+    pub app_domain: String,
+    pub oidc_host: String,
+    pub ztwim_channel: String,
+    pub gitops_channel: String,
+    pub argocd_server_host: String,
+}
+
+/// Kubernetes hubs: where the OIDC discovery provider is served.
+#[derive(Debug, Clone, Serialize)]
+pub struct KubernetesHubValues {
+    pub hub_name: String,
+    /// The issuer's host (the serving certificate's first name).
+    pub issuer_host: String,
+    /// The names the discovery provider answers to (its `domains`) and its certificate covers.
+    pub oidc_dns_names: Vec<String>,
+    /// sha256 of the serving certificate (a pod template annotation: a new certificate rolls the pods).
+    pub oidc_certificate_fingerprint: String,
 }
 
 impl BootstrapValues {
+    pub fn openshift(&self) -> &OpenshiftHubValues {
+        self.openshift
+            .as_ref()
+            .expect("OpenShift steps run with OpenShift values")
+    }
+
+    pub fn kubernetes(&self) -> &KubernetesHubValues {
+        self.kubernetes
+            .as_ref()
+            .expect("Kubernetes steps run with Kubernetes values")
+    }
+
     /// Validates the inputs and derives the values. Returns warnings for the user alongside.
     pub fn resolve(
         profile: &Profile,
@@ -70,24 +125,45 @@ impl BootstrapValues {
     ) -> anyhow::Result<(BootstrapValues, Vec<String>)> {
         let bad = |r: Result<(), String>| r.map_err(error::input);
         let mut warnings = Vec::new();
-        bad(validate::dns_subdomain("--app-domain", &inputs.app_domain))?;
-        let trust_domain = inputs
-            .trust_domain
-            .clone()
-            .unwrap_or_else(|| inputs.app_domain.clone());
+        let (default_trust_domain, default_cluster_name, jwt_issuer) = match &inputs.platform {
+            HubPlatformInputs::Openshift { app_domain, .. } => {
+                bad(validate::dns_subdomain("--app-domain", app_domain))?;
+                let host = format!("{}.{app_domain}", profile.ztwim().oidc_host_prefix);
+                (
+                    app_domain.clone(),
+                    profile.ztwim().cluster_name.clone(),
+                    format!("https://{host}"),
+                )
+            }
+            HubPlatformInputs::Kubernetes {
+                hub_name,
+                issuer_url,
+            } => {
+                let issuer = issuer_url.clone().unwrap_or_else(|| {
+                    crate::kind::issuer_url_with_port(hub_name, profile.spire().oidc_node_port)
+                });
+                (
+                    format!("{hub_name}.kind"),
+                    profile
+                        .spire()
+                        .cluster_name
+                        .clone()
+                        .unwrap_or_else(|| hub_name.clone()),
+                    issuer,
+                )
+            }
+        };
+        let jwt_issuer =
+            validate::https_url("--issuer-url", &jwt_issuer, true).map_err(error::input)?;
+        let trust_domain = inputs.trust_domain.clone().unwrap_or(default_trust_domain);
         bad(validate::trust_domain("--trust-domain", &trust_domain))?;
-        let cluster_name = inputs
-            .cluster_name
-            .clone()
-            .unwrap_or_else(|| profile.ztwim().cluster_name.clone());
+        let cluster_name = inputs.cluster_name.clone().unwrap_or(default_cluster_name);
         bad(validate::dns_subdomain("--cluster-name", &cluster_name))?;
-        if inputs.ztwim_channel.trim().is_empty() {
-            return Err(error::input("--channel is empty"));
-        }
+        let argo = profile.argo();
         let gitops_namespace = inputs
             .gitops_namespace
             .clone()
-            .unwrap_or_else(|| profile.gitops().namespace.clone());
+            .unwrap_or_else(|| argo.namespace.clone());
         bad(validate::dns1123_label(
             "--gitops-namespace",
             &gitops_namespace,
@@ -95,7 +171,7 @@ impl BootstrapValues {
         if gitops_namespace.starts_with("openshift-") {
             return Err(error::input(format!(
                 "--gitops-namespace {gitops_namespace:?}: ZTWIM issues no identities in openshift-* namespaces; choose another (default {})",
-                profile.gitops().namespace
+                argo.namespace
             )));
         }
         let url_template = inputs
@@ -120,30 +196,68 @@ impl BootstrapValues {
                 profile.exec_auth.version, profile.exec_auth.arch, profile.exec_auth.arch
             ));
         }
-        let oidc_host = format!("{}.{}", profile.ztwim().oidc_host_prefix, inputs.app_domain);
         let identities = ArgoIdentities::new(profile, &trust_domain, &gitops_namespace);
+        let (openshift, kubernetes) = match &inputs.platform {
+            HubPlatformInputs::Openshift {
+                app_domain,
+                ztwim_channel,
+            } => {
+                if ztwim_channel.trim().is_empty() {
+                    return Err(error::input("--channel is empty"));
+                }
+                let openshift = OpenshiftHubValues {
+                    oidc_host: format!("{}.{app_domain}", profile.ztwim().oidc_host_prefix),
+                    argocd_server_host: format!(
+                        "{}.{app_domain}",
+                        profile.gitops().server_host_prefix
+                    ),
+                    app_domain: app_domain.clone(),
+                    ztwim_channel: ztwim_channel.clone(),
+                    gitops_channel: profile
+                        .gitops()
+                        .operator
+                        .channel
+                        .clone()
+                        .unwrap_or_else(|| "latest".into()),
+                };
+                (Some(openshift), None)
+            }
+            HubPlatformInputs::Kubernetes { hub_name, .. } => {
+                let issuer_host = url::Url::parse(&jwt_issuer)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_string))
+                    .unwrap_or_default();
+                let ns = &profile.spire().namespace;
+                let mut names = vec![issuer_host.clone()];
+                for name in [
+                    "spire-oidc-discovery-provider".to_string(),
+                    format!("spire-oidc-discovery-provider.{ns}"),
+                    format!("spire-oidc-discovery-provider.{ns}.svc"),
+                    "localhost".to_string(),
+                ] {
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
+                let kubernetes = KubernetesHubValues {
+                    hub_name: hub_name.clone(),
+                    issuer_host,
+                    oidc_dns_names: names,
+                    oidc_certificate_fingerprint: String::new(),
+                };
+                (None, Some(kubernetes))
+            }
+        };
         let values = BootstrapValues {
-            jwt_issuer: format!("https://{oidc_host}"),
-            oidc_host,
-            argocd_server_host: format!(
-                "{}.{}",
-                profile.gitops().server_host_prefix,
-                inputs.app_domain
-            ),
-            app_domain: inputs.app_domain.clone(),
             trust_domain,
             cluster_name,
-            ztwim_channel: inputs.ztwim_channel.clone(),
-            gitops_channel: profile
-                .gitops()
-                .operator
-                .channel
-                .clone()
-                .unwrap_or_else(|| "latest".into()),
+            jwt_issuer,
             gitops_namespace,
             exec_auth_archive_url: archive_url,
             exec_auth_sha256,
             identities,
+            openshift,
+            kubernetes,
         };
         Ok((values, warnings))
     }

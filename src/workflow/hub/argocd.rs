@@ -20,10 +20,35 @@ pub const COMPONENTS: &[(&str, &str)] = &[
 ];
 
 pub fn selector(ctx: &HubRun, component: &str) -> String {
-    format!(
-        "app.kubernetes.io/name={}-{component}",
-        ctx.profile.gitops().instance
-    )
+    let argo = ctx.profile.argo();
+    let label = match component {
+        "server" => argo.server_label,
+        _ => argo.controller_label,
+    };
+    format!("app.kubernetes.io/name={label}")
+}
+
+/// Waits until the server's and the application controller's pods are Ready.
+pub async fn wait_pods(ctx: &HubRun) -> Result<()> {
+    let ns = ctx.values.gitops_namespace.as_str();
+    let pod_kind = kinds::known("v1", "Pod");
+    for (component, _) in COMPONENTS {
+        let selector = selector(ctx, component);
+        wait::until(
+            &ctx.hub,
+            Target {
+                kind: pod_kind,
+                namespace: Some(ns),
+                name: None,
+                label_selector: Some(&selector),
+            },
+            &format!("pods {selector} in {ns} Ready"),
+            ctx.timeout,
+            wait::pods_ready,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 impl Step<HubRun> for ArgoCd {
@@ -65,23 +90,7 @@ impl Step<HubRun> for ArgoCd {
                 },
             )
             .await?;
-            let pod_kind = kinds::known("v1", "Pod");
-            for (component, _) in COMPONENTS {
-                let selector = selector(ctx, component);
-                wait::until(
-                    &ctx.hub,
-                    Target {
-                        kind: pod_kind,
-                        namespace: Some(ns),
-                        name: None,
-                        label_selector: Some(&selector),
-                    },
-                    &format!("pods {selector} in {ns} Ready"),
-                    ctx.timeout,
-                    wait::pods_ready,
-                )
-                .await?;
-            }
+            wait_pods(ctx).await?;
             report
                 .notes
                 .push("Argo CD Available, server and application controller Ready".into());

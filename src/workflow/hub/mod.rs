@@ -1,12 +1,13 @@
 //! `bootstrap`'s steps, in order, one file each. [`HubRun`] is their typed context.
 
-mod argocd;
+pub mod argocd;
 mod gitops_operator;
 mod identity;
-mod oidc_discovery;
+pub mod kubernetes;
+pub mod oidc_discovery;
 mod olm;
 pub mod preflight;
-mod ztwim_operands;
+pub mod ztwim_operands;
 mod ztwim_operator;
 
 use std::sync::Mutex;
@@ -21,7 +22,7 @@ use crate::kube::apply::Applier;
 use crate::kube::client::Cluster;
 use crate::output::Printer;
 use crate::preflight::Ignore;
-use crate::profile::{Profile, Side};
+use crate::profile::{Platform, Profile, Side};
 use crate::render::plan::Plan;
 use crate::render::values::BootstrapValues;
 use crate::verify::identity::Proven;
@@ -74,24 +75,54 @@ impl HubRun {
     }
 }
 
-/// The steps of `bootstrap`, in order.
-pub fn steps() -> Vec<&'static dyn Step<HubRun>> {
-    vec![
-        &preflight::Preflight,
-        &ztwim_operator::ZtwimOperator,
-        &ztwim_operands::ZtwimOperands,
-        &oidc_discovery::OidcDiscovery,
-        &gitops_operator::GitopsOperator,
-        &argocd::ArgoCd,
-        &identity::Identity,
-    ]
+/// The steps of `bootstrap` on a hub of `platform`, in order.
+pub fn steps(platform: Platform) -> Vec<&'static dyn Step<HubRun>> {
+    match platform {
+        Platform::Openshift => vec![
+            &preflight::Preflight,
+            &ztwim_operator::ZtwimOperator,
+            &ztwim_operands::ZtwimOperands,
+            &oidc_discovery::OidcDiscovery,
+            &gitops_operator::GitopsOperator,
+            &argocd::ArgoCd,
+            &identity::Identity,
+        ],
+        Platform::Kubernetes => vec![
+            &preflight::Preflight,
+            &kubernetes::spire_crds::SpireCrds,
+            &kubernetes::spire::Spire,
+            &kubernetes::oidc_discovery::OidcDiscovery,
+            &kubernetes::argocd::UpstreamArgoCd,
+            &identity::Identity,
+        ],
+    }
 }
 
-/// `name: about` lines for `--help`.
+/// Every step name of either platform, for validating `--skip`/`--only` before the platform is known.
+pub fn all_step_names() -> Vec<&'static str> {
+    let mut names = Vec::new();
+    for platform in [Platform::Openshift, Platform::Kubernetes] {
+        for s in steps(platform) {
+            if !names.contains(&s.name()) {
+                names.push(s.name());
+            }
+        }
+    }
+    names
+}
+
+/// `name: about` lines for `--help`, per platform.
 pub fn step_help() -> String {
-    steps()
-        .iter()
-        .map(|s| format!("  {:<16} {}", s.name(), s.about()))
-        .collect::<Vec<_>>()
-        .join("\n")
+    let list = |platform: Platform| {
+        steps(platform)
+            .iter()
+            .map(|s| format!("  {:<16} {}", s.name(), s.about()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    format!(
+        "OpenShift (profile openshift):\n{}\n\nKubernetes (profile kind):\n{}",
+        list(Platform::Openshift),
+        list(Platform::Kubernetes)
+    )
 }

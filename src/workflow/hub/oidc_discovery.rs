@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use anyhow::Result;
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 
 use super::HubRun;
 use crate::kube::kinds;
 use crate::kube::wait::{self, Readiness, Target};
+use crate::profile::Platform;
 use crate::verify::oidc::{self, Discovery};
 use crate::workflow::{Step, StepReport};
 
@@ -97,6 +98,20 @@ pub async fn route_host(ctx: &HubRun) -> Result<String> {
     Ok(host)
 }
 
+/// The CA of a Kubernetes hub's OIDC serving certificate (`ca.crt` of Secret spire-oidc-tls).
+pub async fn serving_ca(ctx: &HubRun) -> Result<Option<String>> {
+    let secrets: Api<Secret> =
+        Api::namespaced(ctx.hub.client.clone(), &ctx.profile.spire().namespace);
+    Ok(secrets
+        .get_opt(crate::render::tls::SECRET)
+        .await?
+        .and_then(|s| s.data)
+        .and_then(|d| {
+            d.get("ca.crt")
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        }))
+}
+
 /// The hub's ingress CA (PEM), if published.
 pub async fn ingress_ca(ctx: &HubRun) -> Result<Option<String>> {
     let cms: Api<ConfigMap> = Api::namespaced(ctx.hub.client.clone(), "openshift-config-managed");
@@ -112,14 +127,31 @@ pub async fn discover(ctx: &HubRun) -> Result<Discovery> {
     if let Some(d) = ctx.facts.lock().expect("facts").discovery.clone() {
         return Ok(d);
     }
-    let host = route_host(ctx).await?;
-    let ca = ingress_ca(ctx).await?;
-    if ca.is_none() {
-        ctx.warn("ConfigMap openshift-config-managed/default-ingress-cert has no ca-bundle.crt: the issuer must be trusted by the system roots".into());
-    }
-    let client = oidc::https_client(ca.as_deref(), Duration::from_secs(30))?;
-    let discovery =
-        oidc::verify(&client, &format!("https://{host}"), &ctx.values.jwt_issuer).await?;
+    let discovery = match ctx.profile.platform {
+        Platform::Openshift => {
+            let host = route_host(ctx).await?;
+            let ca = ingress_ca(ctx).await?;
+            if ca.is_none() {
+                ctx.warn("ConfigMap openshift-config-managed/default-ingress-cert has no ca-bundle.crt: the issuer must be trusted by the system roots".into());
+            }
+            let client = oidc::https_client(ca.as_deref(), Duration::from_secs(30))?;
+            oidc::verify(&client, &format!("https://{host}"), &ctx.values.jwt_issuer).await?
+        }
+        Platform::Kubernetes => {
+            // Only the CA bootstrap made signs the issuer's certificate: trust that and nothing else
+            // would be stricter, but the system roots stay so that a publicly trusted --issuer-url works.
+            let ca = serving_ca(ctx).await?;
+            let issuer = &ctx.values.jwt_issuer;
+            let client = oidc::https_client_reaching(
+                ca.as_deref(),
+                Duration::from_secs(30),
+                issuer,
+                Some(&ctx.profile.spire().oidc_host_address),
+            )
+            .await?;
+            oidc::verify(&client, issuer, issuer).await?
+        }
+    };
     ctx.facts.lock().expect("facts").discovery = Some(discovery.clone());
     Ok(discovery)
 }

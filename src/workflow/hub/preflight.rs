@@ -12,6 +12,7 @@ use crate::kube::apply::api_for;
 use crate::kube::client::describe_kube_error;
 use crate::kube::kinds;
 use crate::preflight::{self, Check, Outcome};
+use crate::profile::Platform;
 use crate::validate::MinorVersion;
 use crate::workflow::{Step, StepReport};
 
@@ -32,7 +33,10 @@ impl Step<HubRun> for Preflight {
         report: &'a mut StepReport,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let checks: Vec<&dyn Check<HubRun>> = CHECKS.to_vec();
+            let checks: Vec<&dyn Check<HubRun>> = match ctx.profile.platform {
+                Platform::Openshift => CHECKS.to_vec(),
+                Platform::Kubernetes => super::kubernetes::preflight::CHECKS.to_vec(),
+            };
             let warnings = preflight::run(&checks, ctx, &ctx.ignore).await?;
             for w in warnings {
                 ctx.warn(w);
@@ -45,7 +49,14 @@ impl Step<HubRun> for Preflight {
 
 /// The names of the checks, for `--ignore-preflight-errors`.
 pub fn check_names() -> Vec<&'static str> {
-    CHECKS.iter().map(|c| c.name()).collect()
+    let mut names: Vec<&'static str> = CHECKS
+        .iter()
+        .chain(super::kubernetes::preflight::CHECKS)
+        .map(|c| c.name())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 const CHECKS: &[&dyn Check<HubRun>] = &[&Version, &Permissions, &Packages, &ExistingInstall];
@@ -105,7 +116,7 @@ impl Check<HubRun> for Version {
     }
 }
 
-struct Permissions;
+pub(super) struct Permissions;
 
 impl Check<HubRun> for Permissions {
     fn name(&self) -> &'static str {
@@ -204,8 +215,14 @@ impl Check<HubRun> for Packages {
         Box::pin(async move {
             let mut outcome = Outcome::ok();
             for (op, channel) in [
-                (&ctx.profile.ztwim().operator, &ctx.values.ztwim_channel),
-                (&ctx.profile.gitops().operator, &ctx.values.gitops_channel),
+                (
+                    &ctx.profile.ztwim().operator,
+                    &ctx.values.openshift().ztwim_channel,
+                ),
+                (
+                    &ctx.profile.gitops().operator,
+                    &ctx.values.openshift().gitops_channel,
+                ),
             ] {
                 match package_channels(&ctx.hub, &op.source_namespace, &op.package).await {
                     Ok(Some((_, channels))) if channels.contains(channel) => {}

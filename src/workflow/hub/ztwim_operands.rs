@@ -92,50 +92,59 @@ impl Step<HubRun> for ZtwimOperands {
         report: &'a mut StepReport,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let ns = ctx.profile.ztwim().namespace.as_str();
-            let cms: Api<ConfigMap> = Api::namespaced(ctx.hub.client.clone(), ns);
-            let cm = cms.get_opt("spire-server").await?.ok_or_else(|| {
-                Error::Verification(format!(
-                    "ConfigMap {ns}/spire-server does not exist: ZTWIM did not configure SPIRE"
-                ))
-            })?;
-            let conf = cm
-                .data
-                .as_ref()
-                .and_then(|d| d.get("server.conf"))
-                .ok_or_else(|| {
-                    Error::Verification(format!("ConfigMap {ns}/spire-server has no server.conf"))
-                })?;
-            let conf: serde_json::Value = serde_json::from_str(conf).map_err(|e| {
-                Error::Verification(format!(
-                    "ConfigMap {ns}/spire-server server.conf is not JSON ({e})"
-                ))
-            })?;
-            let read = |key: &str| {
-                conf.pointer(&format!("/server/{key}"))
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("")
-                    .to_string()
-            };
-            let (trust_domain, issuer) = (read("trust_domain"), read("jwt_issuer"));
-            if trust_domain != ctx.values.trust_domain {
-                return Err(Error::Verification(format!(
-                    "SPIRE runs with trust domain {trust_domain:?}, not {:?}",
-                    ctx.values.trust_domain
-                ))
-                .into());
-            }
-            if issuer != ctx.values.jwt_issuer {
-                return Err(Error::Verification(format!(
-                    "SPIRE runs with jwt_issuer {issuer:?}, not {:?}",
-                    ctx.values.jwt_issuer
-                ))
-                .into());
-            }
-            report.notes.push(format!(
-                "SPIRE trust domain {trust_domain}, issuer {issuer}"
-            ));
+            let note = verify_server_conf(ctx, &ctx.profile.ztwim().namespace).await?;
+            report.notes.push(note);
             Ok(())
         })
     }
+}
+
+/// SPIRE runs with the trust domain and issuer we asked for: ConfigMap `<ns>/spire-server`'s
+/// `server.conf` (JSON, as ZTWIM and our kind templates write it).
+pub async fn verify_server_conf(ctx: &HubRun, ns: &str) -> Result<String> {
+    if ctx.applier.dry_run.is_some() {
+        return Ok("dry run: SPIRE's configuration not read back".into());
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(ctx.hub.client.clone(), ns);
+    let cm = cms.get_opt("spire-server").await?.ok_or_else(|| {
+        Error::Verification(format!(
+            "ConfigMap {ns}/spire-server does not exist: SPIRE is not configured"
+        ))
+    })?;
+    let conf = cm
+        .data
+        .as_ref()
+        .and_then(|d| d.get("server.conf"))
+        .ok_or_else(|| {
+            Error::Verification(format!("ConfigMap {ns}/spire-server has no server.conf"))
+        })?;
+    let conf: serde_json::Value = serde_json::from_str(conf).map_err(|e| {
+        Error::Verification(format!(
+            "ConfigMap {ns}/spire-server server.conf is not JSON ({e})"
+        ))
+    })?;
+    let read = |key: &str| {
+        conf.pointer(&format!("/server/{key}"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let (trust_domain, issuer) = (read("trust_domain"), read("jwt_issuer"));
+    if trust_domain != ctx.values.trust_domain {
+        return Err(Error::Verification(format!(
+            "SPIRE runs with trust domain {trust_domain:?}, not {:?}",
+            ctx.values.trust_domain
+        ))
+        .into());
+    }
+    if issuer != ctx.values.jwt_issuer {
+        return Err(Error::Verification(format!(
+            "SPIRE runs with jwt_issuer {issuer:?}, not {:?}",
+            ctx.values.jwt_issuer
+        ))
+        .into());
+    }
+    Ok(format!(
+        "SPIRE trust domain {trust_domain}, issuer {issuer}"
+    ))
 }
