@@ -78,7 +78,6 @@ pub fn exec(global: &GlobalArgs, args: &BootstrapArgs, printer: &Printer) -> Res
         printer.debug(1, format!("{}: {} (Kubernetes {})", cluster.context, cluster.server, version.git_version));
         let chosen = platform::choose(global.profile.as_deref(), "--profile", &cluster).await?;
         let profile = chosen.profile;
-        printer.info(format!("profile: {} ({})", profile.name, chosen.reason));
         args.hub.check_platform(&profile)?;
         let steps = hub::steps(profile.platform);
         let names: Vec<&str> = steps.iter().map(|s| s.name()).collect();
@@ -103,6 +102,7 @@ pub fn exec(global: &GlobalArgs, args: &BootstrapArgs, printer: &Printer) -> Res
             Sources::new(&profile, &args.hub.spire_crds, args.hub.argocd_manifest.as_deref())
         });
         let plan = crate::render::hub::plan(&renderer, &profile, &mut values, sources.as_ref(), tls).await?;
+        printer.info(format!("profile: {} ({})", profile.name, chosen.reason));
         for w in &warnings {
             printer.warn(w);
         }

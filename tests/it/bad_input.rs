@@ -148,7 +148,7 @@ fn contradictory_and_malformed_flags() {
 #[test]
 fn profiles_and_template_dirs() {
     ztwim(with(BOOTSTRAP, &[("--profile", "nope")], &[]))
-        .bad_input("no such built-in profile (built-in: openshift");
+        .bad_input("no such built-in profile (built-in: kind, openshift;");
     ztwim(with(BOOTSTRAP, &[("--templates-dir", "/no/such/dir")], &[]))
         .bad_input("--templates-dir /no/such/dir: not a directory");
     let dir = tempfile::tempdir().unwrap();

@@ -247,7 +247,7 @@ fn an_argocd_without_the_init_container_fails_the_identity_step_and_says_why() {
     // The server keeps the CSI volume but loses the init container (and its binaries volume).
     let server_start = original.find("  server:").unwrap();
     let (head, tail) = original.split_at(server_start);
-    let tail = tail.replacen("{{- spiffe_plumbing() }}", "    volumeMounts: [{name: spiffe-workload-api, mountPath: /run/spire/sockets, readOnly: true}]\n    volumes: [{name: spiffe-workload-api, csi: {driver: csi.spiffe.io, readOnly: true}}]", 1);
+    let tail = tail.replacen("    {{ plumbing | trim | indent(4) }}", "    volumeMounts: [{name: spiffe-workload-api, mountPath: /run/spire/sockets, readOnly: true}]\n    volumes: [{name: spiffe-workload-api, csi: {driver: csi.spiffe.io, readOnly: true}}]", 1);
     std::fs::create_dir_all(dir.path().join("openshift/hub")).unwrap();
     std::fs::write(
         dir.path().join("openshift/hub/argocd.yaml"),

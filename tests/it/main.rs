@@ -4,6 +4,7 @@ mod support;
 
 mod bad_input;
 mod cli;
+mod e2e_script;
 mod kind_config;
 mod live_hub;
 mod live_refusals;
