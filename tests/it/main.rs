@@ -10,5 +10,6 @@ mod live_hub;
 mod live_refusals;
 mod live_spoke;
 mod render;
+mod render_kind;
 mod schema;
 mod semantics;
