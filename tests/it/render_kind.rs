@@ -7,7 +7,11 @@ use serde_json::Value;
 use crate::support::*;
 
 pub fn kind_fixture(name: &str) -> String {
-    fixtures().join("kind").join(name).to_string_lossy().into_owned()
+    fixtures()
+        .join("kind")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
 }
 
 pub fn kind_bootstrap_args() -> Vec<String> {
@@ -28,7 +32,10 @@ fn render_json(extra: &[&str]) -> Vec<Value> {
     args.extend(extra.iter().map(|s| s.to_string()));
     args.extend(["-o".to_string(), "json".to_string()]);
     let out = ztwim(&args).success();
-    assert!(!out.stdout.contains("PRIVATE KEY"), "a private key was printed");
+    assert!(
+        !out.stdout.contains("PRIVATE KEY"),
+        "a private key was printed"
+    );
     serde_json::from_str::<Value>(&out.stdout)
         .unwrap()
         .as_array()
@@ -134,7 +141,13 @@ fn another_argocd_namespace_is_rewritten_in_the_bindings_too() {
     let objs = render_json(&["--gitops-namespace", "platform-argocd"]);
     let bindings: Vec<&Value> = objs
         .iter()
-        .filter(|o| o["kind"] == "ClusterRoleBinding" && o["metadata"]["name"].as_str().unwrap().starts_with("argocd"))
+        .filter(|o| {
+            o["kind"] == "ClusterRoleBinding"
+                && o["metadata"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("argocd")
+        })
         .collect();
     assert!(!bindings.is_empty());
     for b in bindings {
@@ -164,13 +177,19 @@ fn the_issuer_and_trust_domain_come_from_flags() {
     )
     .unwrap();
     assert_eq!(conf["server"]["trust_domain"], "ci.example.org");
-    assert_eq!(conf["server"]["jwt_issuer"], "https://oidc.hub.example.com:30443");
+    assert_eq!(
+        conf["server"]["jwt_issuer"],
+        "https://oidc.hub.example.com:30443"
+    );
 }
 
 #[test]
 fn the_yaml_plan_says_where_the_withheld_secret_is() {
     let out = ztwim(&kind_bootstrap_args()).success();
-    assert!(out.stdout.contains("Secret spire/spire-oidc-tls holds a private key"));
+    assert!(
+        out.stdout
+            .contains("Secret spire/spire-oidc-tls holds a private key")
+    );
     assert!(!out.stdout.contains("PRIVATE KEY"));
 }
 
@@ -181,7 +200,10 @@ fn bad_kind_inputs_are_refused_with_one_line() {
     ztwim(&args).bad_input("--app-domain applies to openshift hubs only");
 
     let mut args = kind_bootstrap_args();
-    args.extend(["--issuer-url".into(), "http://hub-control-plane:30443".into()]);
+    args.extend([
+        "--issuer-url".into(),
+        "http://hub-control-plane:30443".into(),
+    ]);
     ztwim(&args).bad_input("--issuer-url");
 
     let mut args = kind_bootstrap_args();
@@ -202,6 +224,9 @@ fn bad_kind_inputs_are_refused_with_one_line() {
 
     // OpenShift flags on the kind profile and the reverse.
     let mut args: Vec<String> = BOOTSTRAP.iter().map(|s| s.to_string()).collect();
-    args.extend(["--argocd-manifest".into(), kind_fixture("argocd-install.yaml")]);
+    args.extend([
+        "--argocd-manifest".into(),
+        kind_fixture("argocd-install.yaml"),
+    ]);
     ztwim(&args).bad_input("--argocd-manifest applies to kind hubs only");
 }
