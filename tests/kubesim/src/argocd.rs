@@ -30,11 +30,11 @@ use crate::cluster::{Event, EventType};
 use crate::controllers::Controller;
 use crate::exec::{ExecRequest, ExecResult};
 use crate::sim::{ClusterHandle, WeakClusterHandle};
+use crate::spire::{mint_svid, pod_spiffe_id, workload_api};
 use crate::workloads::{
     controller_of, deployment_available, ensure, is_deleting, meta, owner_ref, random_suffix,
     set_condition, statefulset_ready, update_status,
 };
-use crate::ztwim::{AGENT_SOCKET_NAME, csi_plugin_name, mint_svid, spire_ready, trust_domain};
 
 /// API version of `ArgoCD`.
 pub const ARGOCD_API: &str = "argoproj.io/v1beta1";
@@ -570,25 +570,103 @@ const SHELLS: &[&str] = &[
 ];
 
 fn register_exec_plugin(c: &ClusterHandle, ns: &str, cr: &Value) {
+    let mut mounts = Vec::new();
+    for key in ["server", "controller"] {
+        mounts.extend(list_of(&cr["spec"][key], "volumeMounts"));
+    }
+    register_programs(c, ns, "*", None, &mounts);
+}
+
+/// Route the shells, the plugin and `<mount path>/<plugin>` for each of `mounts` to
+/// [`exec_plugin`] in `ns/pod` (`pod` may be `*`), once.
+fn register_programs(
+    c: &ClusterHandle,
+    ns: &str,
+    pod: &str,
+    container: Option<&str>,
+    mounts: &[Value],
+) {
     let mut programs: Vec<String> = SHELLS.iter().map(|s| s.to_string()).collect();
     programs.push(format!("/binaries/{PLUGIN}"));
     programs.push(PLUGIN.to_string());
-    for key in ["server", "controller"] {
-        for m in list_of(&cr["spec"][key], "volumeMounts") {
-            if let Some(p) = m["mountPath"].as_str() {
-                programs.push(format!("{}/{PLUGIN}", p.trim_end_matches('/')));
-            }
+    for m in mounts {
+        if let Some(p) = m["mountPath"].as_str() {
+            programs.push(format!("{}/{PLUGIN}", p.trim_end_matches('/')));
         }
     }
+    let scope = if pod == "*" {
+        ns.to_string()
+    } else {
+        format!("{ns}/{pod}/{}", container.unwrap_or("*"))
+    };
     let mut registered = c.hub().exec_registered.lock().unwrap();
     for p in programs {
-        if registered.insert((ns.to_string(), p.clone())) {
+        if registered.insert((scope.clone(), p.clone())) {
             let weak: WeakClusterHandle = c.downgrade();
-            c.register_command(ns, "*", None, &p, move |req| match weak.upgrade() {
+            c.register_command(ns, pod, container, &p, move |req| match weak.upgrade() {
                 Some(cluster) => exec_plugin(&cluster, req),
                 None => ExecResult::failed(1, "cluster stopped\n"),
             });
         }
+    }
+}
+
+/// The pods of upstream Argo CD (`install.yaml`) whose main container can run the plugin:
+/// `(pod label app.kubernetes.io/name, container)`.
+pub const UPSTREAM_PODS: &[(&str, &str)] = &[
+    ("argocd-server", "argocd-server"),
+    (
+        "argocd-application-controller",
+        "argocd-application-controller",
+    ),
+];
+
+/// The exec plugin in the pods of upstream Argo CD (controller `argocd-exec-plugin`, every
+/// cluster): a pod labelled `app.kubernetes.io/name=argocd-server` (container `argocd-server`)
+/// or `argocd-application-controller` (container `argocd-application-controller`) that no
+/// `ArgoCD` CR of its namespace manages runs [`exec_plugin`] in that container, registered
+/// from the pod's own spec (its volume mounts name where the plugin may be installed).
+pub struct ArgoCdPods;
+
+impl Controller for ArgoCdPods {
+    fn name(&self) -> &str {
+        "argocd-exec-plugin"
+    }
+
+    fn handle(&self, c: &ClusterHandle, ev: &Event) {
+        if ev.storage_key != "/pods" || ev.event_type == EventType::Deleted {
+            return;
+        }
+        let pod = &ev.object;
+        let Some(app) = pod
+            .pointer("/metadata/labels/app.kubernetes.io~1name")
+            .and_then(Value::as_str)
+        else {
+            return;
+        };
+        let Some((_, container)) = UPSTREAM_PODS.iter().find(|(l, _)| *l == app) else {
+            return;
+        };
+        let Some(ct) = pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .and_then(|cs| cs.iter().find(|ct| ct["name"] == *container))
+        else {
+            return;
+        };
+        let ns = ev.namespace().unwrap_or_default();
+        if c.core().store.type_of(ARGOCD_API, "ArgoCD").is_some()
+            && !c.list(ARGOCD_API, "ArgoCD", Some(ns)).is_empty()
+        {
+            return; // the operator's instance: registered for the whole namespace
+        }
+        register_programs(
+            c,
+            ns,
+            ev.name(),
+            Some(container),
+            &list_of(ct, "volumeMounts"),
+        );
     }
 }
 
@@ -1019,7 +1097,7 @@ fn run_program(
                     }
                 }
             };
-            match crate::ztwim::parse_go_duration(&value) {
+            match crate::spire::parse_go_duration(&value) {
                 Some(secs) if secs > 0.0 => timeout = Some(Duration::from_secs_f64(secs)),
                 Some(_) => timeout = None,
                 None => {
@@ -1087,7 +1165,8 @@ fn run_program(
     } else {
         dir.trim_end_matches('/')
     };
-    let driver = csi_plugin_name(ctx.c);
+    let api = workload_api(ctx.c);
+    let driver = api.csi_driver;
     let volumes = ctx
         .pod
         .pointer("/spec/volumes")
@@ -1100,26 +1179,13 @@ fn run_program(
                 .iter()
                 .any(|v| v["name"] == m["name"] && v.pointer("/csi/driver") == Some(&json!(driver)))
     });
-    if !csi_mounted || file != AGENT_SOCKET_NAME {
+    if !csi_mounted || file != api.socket_name {
         return wait();
     }
-    let ns = ctx
-        .pod
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if !spire_ready(ctx.c) || ns.starts_with("openshift-") {
-        return wait();
-    }
-    let Some(td) = trust_domain(ctx.c) else {
+    // No identity (SPIRE not ready, no registration entry for the pod): go-spiffe waits.
+    let Some(spiffe_id) = pod_spiffe_id(ctx.c, ctx.pod) else {
         return wait();
     };
-    let sa = ctx
-        .pod
-        .pointer("/spec/serviceAccountName")
-        .and_then(Value::as_str)
-        .unwrap_or("default");
-    let spiffe_id = format!("spiffe://{td}/ns/{ns}/sa/{sa}");
     let Some(svid) = mint_svid(ctx.c, &spiffe_id, &audience) else {
         return wait();
     };

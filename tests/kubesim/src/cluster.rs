@@ -1022,6 +1022,18 @@ impl Store {
                 }
             }
         }
+        if rt.group.is_empty() && rt.plural == "namespaces" {
+            // kube-apiserver keeps this label on every namespace (set on create and update).
+            let name = key.1.clone();
+            let meta = obj["metadata"].as_object_mut().unwrap();
+            let labels = meta.entry("labels").or_insert_with(|| json!({}));
+            if !labels.is_object() {
+                *labels = json!({});
+            }
+            if let Some(l) = labels.as_object_mut() {
+                l.insert("kubernetes.io/metadata.name".into(), json!(name));
+            }
+        }
         if spec_part(&obj) != spec_part(&old) {
             let generation = old
                 .pointer("/metadata/generation")

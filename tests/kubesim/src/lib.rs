@@ -20,6 +20,8 @@ pub mod schema;
 pub mod selectors;
 pub mod server;
 pub mod sim;
+pub mod spire;
+pub mod spire_upstream;
 pub mod tls;
 pub mod workloads;
 pub mod ztwim;

@@ -25,6 +25,13 @@ impl Routes {
             .unwrap()
             .insert(host_port.to_ascii_lowercase(), backend);
     }
+    /// Forget a route (the host then answers 502 again).
+    pub fn remove(&self, host_port: &str) {
+        self.0
+            .write()
+            .unwrap()
+            .remove(&host_port.to_ascii_lowercase());
+    }
     /// Count `pem` (a CA) among the "system roots" of every simulated client: hosts with certificates
     /// from it are then publicly trusted, as a real ingress with a public certificate would be.
     pub fn add_public_root(&self, pem: &str) {

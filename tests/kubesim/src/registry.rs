@@ -294,6 +294,14 @@ pub fn kubernetes_builtins() -> Vec<ResourceType> {
             &["ing"],
             true,
         ),
+        builtin(
+            "networking.k8s.io/v1",
+            "NetworkPolicy",
+            "networkpolicies",
+            true,
+            &["netpol"],
+            false,
+        ),
     ];
     for (gv, kind, plural) in [
         (

@@ -181,7 +181,7 @@ pub struct ClusterHandle {
     ingress_ca_pem: Arc<String>,
     routes: Arc<Routes>,
     ingress_ca: Arc<Ca>,
-    hub: Arc<crate::ztwim::HubState>,
+    hub: Arc<crate::spire::HubState>,
     oidc: Arc<crate::jwt_authn::OidcAuthn>,
 }
 
@@ -235,7 +235,7 @@ impl ClusterHandle {
         &self.ingress_ca
     }
     /// State of the simulated SPIRE deployment ([`crate::ztwim`]).
-    pub(crate) fn hub(&self) -> &crate::ztwim::HubState {
+    pub(crate) fn hub(&self) -> &crate::spire::HubState {
         &self.hub
     }
     /// The JWT/OAuth bearer-token authenticator of the cluster ([`crate::jwt_authn`]).
@@ -268,6 +268,26 @@ impl ClusterHandle {
     /// `https://127.0.0.1:PORT`.
     pub fn server_url(&self) -> &str {
         &self.core.server_url
+    }
+    /// kind: `https://<cluster>-control-plane:6443`, the API server as the kind docker network
+    /// knows it (the address in `kube-public/cluster-info`). Its certificate names the host, and
+    /// the proxy routes map it to this cluster, so the env file's proxy, every simulated
+    /// cluster (Argo CD, JWT authenticators) and the hub's pods reach it. `None` on OpenShift.
+    pub fn control_plane_url(&self) -> Option<String> {
+        (!self.profile.is_openshift()).then(|| {
+            format!(
+                "https://{}:{KIND_API_PORT}",
+                control_plane_host(self.name())
+            )
+        })
+    }
+    /// The names of the seeded nodes.
+    pub fn node_names(&self) -> Vec<String> {
+        self.list("v1", "Node", None)
+            .iter()
+            .filter_map(|n| n.pointer("/metadata/name").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect()
     }
     /// The cluster CA (signs the server certificate and client certificates).
     pub fn ca_pem(&self) -> String {
@@ -435,6 +455,14 @@ impl Drop for Sim {
             rt.shutdown_background();
         }
     }
+}
+
+/// The API server port of a kind node.
+pub const KIND_API_PORT: u16 = 6443;
+
+/// `<cluster>-control-plane`: a kind cluster's control-plane node (its docker container name).
+pub fn control_plane_host(cluster: &str) -> String {
+    format!("{cluster}-control-plane")
 }
 
 /// `<cluster>.kubesim.example`.
@@ -615,10 +643,13 @@ fn start_cluster(
     routes: Arc<Routes>,
 ) -> anyhow::Result<ClusterHandle> {
     let ca = Arc::new(Ca::new(&format!("kubesim-{name}-ca"))?);
-    let server_cert = ca.issue_server(
-        &["localhost", "kubernetes.default.svc", "kubernetes"],
-        &[IpAddr::V4(Ipv4Addr::LOCALHOST)],
-    )?;
+    let control_plane = control_plane_host(name);
+    let mut dns_names = vec!["localhost", "kubernetes.default.svc", "kubernetes"];
+    if !profile.is_openshift() {
+        // kind: the control-plane node container's name on the docker network "kind".
+        dns_names.push(&control_plane);
+    }
+    let server_cert = ca.issue_server(&dns_names, &[IpAddr::V4(Ipv4Addr::LOCALHOST)])?;
     let admin = Arc::new(ca.issue_client("system:admin", &["system:masters"])?);
     let tls = crate::tls::server_config(&server_cert, &ca.cert_pem())?;
     let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
@@ -639,6 +670,9 @@ fn start_cluster(
         exec: Arc::new(ExecTable::default()),
         server_url: format!("https://{addr}"),
     });
+    if !profile.is_openshift() {
+        routes.add(&format!("{control_plane}:{KIND_API_PORT}"), addr);
+    }
     let ingress_ca = Ca::new(&format!("ingress-operator@kubesim-{name}"))?;
     let handle = ClusterHandle {
         core: core.clone(),
@@ -678,8 +712,14 @@ fn start_cluster(
         all.push(Arc::new(crate::olm::Olm));
         all.push(Arc::new(crate::ztwim::Ztwim));
         all.push(Arc::new(crate::argocd::ArgoCdOperator));
-        all.push(Arc::new(crate::workloads::Workloads));
+    } else {
+        // kind: upstream SPIRE (server, agents, CSI driver, controller manager, OIDC provider).
+        all.push(Arc::new(crate::spire_upstream::SpireUpstream));
     }
+    // kube-controller-manager (and, on OpenShift, the router), and the exec plugin in the pods
+    // of upstream Argo CD.
+    all.push(Arc::new(crate::workloads::Workloads));
+    all.push(Arc::new(crate::argocd::ArgoCdPods));
     for (_, path) in config.authn_configs.iter().filter(|(c, _)| c == name) {
         crate::kind_authn::start(runtime.handle(), &handle, path)?;
     }
@@ -772,9 +812,48 @@ fn seed(c: &ClusterHandle) -> anyhow::Result<()> {
         json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
                "spec": {"type": "ClusterIP", "clusterIP": "172.30.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}}),
     )?;
-    if let Profile::OpenShift { version } = &c.profile {
-        seed_openshift(c, version)?;
+    match &c.profile {
+        Profile::OpenShift { version } => seed_openshift(c, version)?,
+        Profile::Kind { .. } => seed_kind(c)?,
     }
+    Ok(())
+}
+
+/// What kubeadm publishes on a kind cluster: ConfigMap `kube-public/cluster-info` (a
+/// kubeconfig with the cluster's only endpoint and CA), readable by anonymous users through
+/// Role and RoleBinding `kubeadm:bootstrap-signer-clusterinfo`.
+fn seed_kind(c: &ClusterHandle) -> anyhow::Result<()> {
+    use base64::Engine;
+    let put = |v: Value| c.put(v).map(|_| ());
+    let server = c.control_plane_url().unwrap_or_default();
+    let kubeconfig = json!({
+        "apiVersion": "v1",
+        "clusters": [{"cluster": {
+            "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(c.ca_pem().as_bytes()),
+            "server": server,
+        }, "name": ""}],
+        "contexts": null,
+        "current-context": "",
+        "kind": "Config",
+        "preferences": {},
+        "users": null,
+    });
+    let text = serde_saphyr::to_string(&kubeconfig)?;
+    put(json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "cluster-info", "namespace": "kube-public"},
+               "data": {"kubeconfig": text}}))?;
+    let name = "kubeadm:bootstrap-signer-clusterinfo";
+    put(
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+               "metadata": {"name": name, "namespace": "kube-public"},
+               "rules": [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["cluster-info"], "verbs": ["get"]}]}),
+    )?;
+    put(
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": name, "namespace": "kube-public"},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:anonymous"}]}),
+    )?;
     Ok(())
 }
 

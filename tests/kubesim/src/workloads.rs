@@ -1,14 +1,17 @@
-//! The simulated kube-controller-manager and OpenShift router of an OpenShift cluster
-//! (controller `workloads`):
+//! The simulated kube-controller-manager and kubelets of every cluster, and the OpenShift
+//! router (controller `workloads`):
 //!
 //! - Deployments get a ReplicaSet per pod template (`<name>-<hash>`, older ones scaled to 0),
-//!   ReplicaSets, StatefulSets (`<name>-<ordinal>`) and DaemonSets (one pod per matching node)
-//!   get pods on the seeded nodes. Pods start `Pending` and become `Running` and `Ready` when
-//!   the controller handles their own event (one controller delay later); then the owners'
-//!   status follows (`readyReplicas`, `numberReady`, the Deployment `Available` condition, ...).
+//!   ReplicaSets, StatefulSets (`<name>-<ordinal>`, volumeClaimTemplates as Bound PVCs) and
+//!   DaemonSets (one pod per matching node) get pods on the seeded nodes. Pods start `Pending`
+//!   and become `Running` and `Ready` when the controller handles their own event (one
+//!   controller delay later); then the owners' status follows (`readyReplicas`, `numberReady`,
+//!   the Deployment `Available` condition, ...). On kind, containers of the upstream SPIRE
+//!   images whose configuration kubesim cannot use stay waiting and keep their pod not Ready
+//!   ([`crate::spire_upstream`]).
 //! - Garbage collection: deleting an object deletes the objects whose `ownerReferences` name
 //!   it (workloads, pods, services, config maps, secrets, service accounts, routes).
-//! - Routes are admitted: `spec.host` defaults to `<name>-<namespace>.<apps domain>` and
+//! - Routes (OpenShift only) are admitted: `spec.host` defaults to `<name>-<namespace>.<apps domain>` and
 //!   `status.ingress[0]` gets the host and an `Admitted=True` condition.
 //!
 //! Also the helpers the other hub controllers (`olm`, `ztwim`, `argocd-operator`) share:
@@ -513,7 +516,52 @@ fn pod_from_template(
     })
 }
 
-/// A pending workload pod starts: its init containers complete, its containers run and are ready.
+/// Why each container of `pod` does not run (kind: the upstream SPIRE images' configuration,
+/// see [`crate::spire_upstream`]), by container name.
+fn container_problems(c: &ClusterHandle, pod: &Value) -> BTreeMap<String, String> {
+    pod.pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|ct| {
+            let why = crate::spire_upstream::container_problem(c, pod, ct)?;
+            Some((ct["name"].as_str().unwrap_or_default().to_string(), why))
+        })
+        .collect()
+}
+
+/// The problems the pod's status reports now (containers waiting in `CrashLoopBackOff`).
+fn reported_problems(pod: &Value) -> BTreeMap<String, String> {
+    pod.pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|s| s.pointer("/state/waiting/reason") == Some(&json!("CrashLoopBackOff")))
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or_default().to_string(),
+                s.pointer("/state/waiting/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Check the pods of `ns` whose containers do not run again (their ConfigMaps or Secrets may
+/// have changed).
+pub(crate) fn recheck_pods(c: &ClusterHandle, ns: &str) {
+    for p in list(c, "v1", "Pod", Some(ns)) {
+        if !reported_problems(&p).is_empty() {
+            start_pod(c, ns, meta(&p, "name"));
+        }
+    }
+}
+
+/// A pending workload pod starts: its init containers complete, its containers run and are
+/// ready, except those [`container_problems`] names, which wait in `CrashLoopBackOff` (the pod
+/// is then not Ready). A pod with such containers is started again when its problems change.
 fn start_pod(c: &ClusterHandle, ns: &str, name: &str) {
     let Some(pod) = c.get("v1", "Pod", Some(ns), name) else {
         return;
@@ -524,7 +572,16 @@ fn start_pod(c: &ClusterHandle, ns: &str, name: &str) {
             Some("ReplicaSet" | "StatefulSet" | "DaemonSet")
         )
     });
-    if !managed || is_deleting(&pod) || pod.pointer("/status/phase") != Some(&json!("Pending")) {
+    if !managed || is_deleting(&pod) {
+        return;
+    }
+    let phase = pod.pointer("/status/phase").and_then(Value::as_str);
+    let problems = container_problems(c, &pod);
+    let restart = phase == Some("Running") && {
+        let reported = reported_problems(&pod);
+        !reported.is_empty() && reported != problems
+    };
+    if phase != Some("Pending") && !restart {
         return;
     }
     let node = pod
@@ -541,11 +598,13 @@ fn start_pod(c: &ClusterHandle, ns: &str, name: &str) {
                 .map(|a| a["address"].clone())
         })
         .unwrap_or(json!("10.0.0.10"));
-    let pod_ip = format!(
-        "10.128.{}.{}",
-        rand::random_range(0..=255u8),
-        rand::random_range(2..=254u8)
-    );
+    let pod_ip = pod.pointer("/status/podIP").cloned().unwrap_or_else(|| {
+        json!(format!(
+            "10.128.{}.{}",
+            rand::random_range(0..=255u8),
+            rand::random_range(2..=254u8)
+        ))
+    });
     update_status(c, "v1", "Pod", Some(ns), name, |p| {
         let now = now_rfc3339();
         let statuses = |key: &str, init: bool| -> Vec<Value> {
@@ -554,15 +613,24 @@ fn start_pod(c: &ClusterHandle, ns: &str, name: &str) {
                 .into_iter()
                 .flatten()
                 .map(|ct| {
+                    let cname = ct["name"].as_str().unwrap_or_default();
+                    let problem = (!init).then(|| problems.get(cname)).flatten();
                     let state = if init {
                         json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}})
+                    } else if let Some(why) = problem {
+                        json!({"waiting": {"reason": "CrashLoopBackOff", "message": why}})
                     } else {
                         json!({"running": {"startedAt": now}})
                     };
-                    json!({
+                    let mut st = json!({
                         "name": ct["name"], "image": ct["image"], "imageID": "", "containerID": format!("cri-o://{}", crate::cluster::new_uid().replace('-', "")),
-                        "ready": !init, "started": !init, "restartCount": 0, "state": state
-                    })
+                        "ready": !init && problem.is_none(), "started": !init && problem.is_none(), "restartCount": 0, "state": state
+                    });
+                    if let Some(why) = problem {
+                        st["restartCount"] = json!(1);
+                        st["lastState"] = json!({"terminated": {"exitCode": 1, "reason": "Error", "message": why, "startedAt": now, "finishedAt": now}});
+                    }
+                    st
                 })
                 .collect()
         };
@@ -574,7 +642,7 @@ fn start_pod(c: &ClusterHandle, ns: &str, name: &str) {
             "hostIPs": [{"ip": host_ip}],
             "podIP": pod_ip,
             "podIPs": [{"ip": pod_ip}],
-            "startTime": now,
+            "startTime": p.pointer("/status/startTime").cloned().unwrap_or(json!(now)),
             "qosClass": p.pointer("/status/qosClass").cloned().unwrap_or(json!("Burstable")),
             "conditions": p.pointer("/status/conditions").cloned().unwrap_or(json!([])),
             "containerStatuses": containers,
@@ -582,14 +650,25 @@ fn start_pod(c: &ClusterHandle, ns: &str, name: &str) {
         if !init.is_empty() {
             status["initContainerStatuses"] = json!(init);
         }
-        for t in [
-            "PodReadyToStartContainers",
-            "Initialized",
-            "ContainersReady",
-            "Ready",
-            "PodScheduled",
-        ] {
+        for t in ["PodReadyToStartContainers", "Initialized", "PodScheduled"] {
             set_condition(&mut status["conditions"], t, "True", "", "");
+        }
+        if problems.is_empty() {
+            for t in ["ContainersReady", "Ready"] {
+                set_condition(&mut status["conditions"], t, "True", "", "");
+            }
+        } else {
+            let names: Vec<&str> = problems.keys().map(String::as_str).collect();
+            let message = format!("containers with unready status: [{}]", names.join(" "));
+            for t in ["ContainersReady", "Ready"] {
+                set_condition(
+                    &mut status["conditions"],
+                    t,
+                    "False",
+                    "ContainersNotReady",
+                    &message,
+                );
+            }
         }
         p["status"] = status;
     });

@@ -20,20 +20,19 @@
 //! `<route host>:443`, with a `*.apps.<base domain>` certificate signed by the ingress CA:
 //! `/.well-known/openid-configuration` and `/keys` (the JWKS of the cluster's SPIRE key).
 
-use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use serde_json::{Value, json};
 
 use crate::cluster::Event;
 use crate::controllers::Controller;
 use crate::sim::ClusterHandle;
+use crate::spire::{discovery_document, json_response, parse_go_duration, spire_ca_pem, text};
 use crate::workloads::{
     daemonset_ready, deployment_available, ensure, has_condition, is_deleting, meta, owner_ref,
     set_condition, statefulset_ready, update_status,
@@ -52,100 +51,7 @@ pub const AGENT_SOCKET_NAME: &str = "spire-agent.sock";
 
 const MANAGED_BY: &str = "zero-trust-workload-identity-manager";
 
-/// Per-cluster state of the simulated SPIRE deployment.
-#[derive(Default)]
-pub struct HubState {
-    signing: Mutex<Option<Arc<SigningKey>>>,
-    spire_ca: Mutex<Option<(String, String)>>,
-    oidc_addr: Mutex<Option<SocketAddr>>,
-    issuer_override: Mutex<Option<String>>,
-    /// `(namespace, program)` pairs the exec plugin is registered for.
-    pub(crate) exec_registered: Mutex<BTreeSet<(String, String)>>,
-}
-
-/// The SPIRE JWT signing key of a cluster.
-pub(crate) struct SigningKey {
-    kid: String,
-    alg: Algorithm,
-    key: EncodingKey,
-    jwk: Value,
-}
-
-impl SigningKey {
-    fn generate(p384: bool) -> Self {
-        let (alg, sig) = if p384 {
-            (Algorithm::ES384, &rcgen::PKCS_ECDSA_P384_SHA384)
-        } else {
-            (Algorithm::ES256, &rcgen::PKCS_ECDSA_P256_SHA256)
-        };
-        let pair = rcgen::KeyPair::generate_for(sig).expect("generating an EC key");
-        let key = EncodingKey::from_ec_der(&pair.serialize_der());
-        let kid: String = {
-            use rand::Rng;
-            const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-            let mut rng = rand::rng();
-            (0..32)
-                .map(|_| ALNUM[rng.random_range(0..ALNUM.len())] as char)
-                .collect()
-        };
-        let jwk =
-            jsonwebtoken::jwk::Jwk::from_encoding_key(&key, alg).expect("public JWK of an EC key");
-        let mut jwk = serde_json::to_value(jwk).expect("JWK serialises");
-        if let Some(m) = jwk.as_object_mut() {
-            m.remove("alg");
-            m.insert("kid".into(), json!(kid));
-            m.insert("use".into(), json!("sig"));
-        }
-        Self { kid, alg, key, jwk }
-    }
-
-    fn sign(&self, claims: &Value) -> String {
-        let mut header = Header::new(self.alg);
-        header.kid = Some(self.kid.clone());
-        header.typ = Some("JWT".into());
-        jsonwebtoken::encode(&header, claims, &self.key).expect("signing a JWT")
-    }
-}
-
-impl HubState {
-    fn signing_key(&self, p384: bool) -> Arc<SigningKey> {
-        let mut k = self.signing.lock().unwrap();
-        k.get_or_insert_with(|| Arc::new(SigningKey::generate(p384)))
-            .clone()
-    }
-}
-
-/// A minted JWT-SVID.
-pub(crate) struct Svid {
-    pub token: String,
-    pub exp: i64,
-}
-
 impl ClusterHandle {
-    fn signing_key_for_cluster(&self) -> Arc<SigningKey> {
-        let p384 = self
-            .get(OPERATOR_API, "SpireServer", None, "cluster")
-            .and_then(|s| {
-                s.pointer("/spec/jwtKeyType")
-                    .and_then(Value::as_str)
-                    .map(|t| t == "ec-p384")
-            })
-            .unwrap_or(false);
-        self.hub().signing_key(p384)
-    }
-
-    /// Sign `claims` with the cluster's SPIRE JWT key (header `alg` ES256, or ES384 with
-    /// `jwtKeyType: ec-p384`, and the `kid` the JWKS lists). For tests that need tokens with
-    /// chosen claims (other audiences, expired ones, ...).
-    pub fn spire_sign(&self, claims: &Value) -> String {
-        self.signing_key_for_cluster().sign(claims)
-    }
-
-    /// The JWKS the OIDC discovery provider serves at `/keys`.
-    pub fn spire_jwks(&self) -> Value {
-        json!({"keys": [self.signing_key_for_cluster().jwk.clone()]})
-    }
-
     /// Make the discovery document report `issuer` instead of the SpireOIDCDiscoveryProvider's
     /// `jwtIssuer` (`None` restores it), to test clients that check the issuer.
     pub fn set_oidc_issuer_override(&self, issuer: Option<String>) {
@@ -156,49 +62,48 @@ impl ClusterHandle {
     pub fn oidc_addr(&self) -> Option<SocketAddr> {
         *self.hub().oidc_addr.lock().unwrap()
     }
-
-    /// Exec sessions open right now (a hung exec plugin counts until its client disconnects).
-    pub fn exec_sessions(&self) -> usize {
-        self.core().exec.active_sessions()
-    }
 }
 
-/// Parse a Go duration (`5m`, `1h30m`, `90s`, `1.5h`, `300ms`) into seconds.
-pub(crate) fn parse_go_duration(s: &str) -> Option<f64> {
-    let s = s.trim();
-    if s == "0" {
-        return Some(0.0);
-    }
-    let mut rest = s;
-    let mut total = 0.0;
-    if rest.is_empty() {
+/// Whether SpireServer asks for an EC P-384 JWT key.
+pub(crate) fn jwt_key_p384(c: &ClusterHandle) -> bool {
+    get_cr(c, "SpireServer")
+        .and_then(|s| {
+            s.pointer("/spec/jwtKeyType")
+                .and_then(Value::as_str)
+                .map(|t| t == "ec-p384")
+        })
+        .unwrap_or(false)
+}
+
+/// The signing settings from SpireServer `cluster`: `jwtIssuer` (required),
+/// `defaultJWTValidity` (default 5m) and the trust domain.
+pub(crate) fn server_settings(c: &ClusterHandle) -> Option<crate::spire::ServerSettings> {
+    let server = get_cr(c, "SpireServer")?;
+    let issuer = spec_str(Some(&server), "jwtIssuer")?.to_string();
+    let jwt_ttl = spec_str(Some(&server), "defaultJWTValidity")
+        .and_then(parse_go_duration)
+        .unwrap_or(300.0)
+        .round() as i64;
+    Some(crate::spire::ServerSettings {
+        trust_domain: trust_domain(c)?,
+        jwt_issuer: Some(issuer),
+        jwt_ttl,
+    })
+}
+
+/// The identity ZTWIM's agents give a pod: `spiffe://<td>/ns/<ns>/sa/<sa>` once SPIRE is
+/// Ready, except in `openshift-*` namespaces.
+pub(crate) fn pod_spiffe_id(c: &ClusterHandle, pod: &Value) -> Option<String> {
+    let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str)?;
+    if !spire_ready(c) || ns.starts_with("openshift-") {
         return None;
     }
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|ch: char| !(ch.is_ascii_digit() || ch == '.'))
-            .unwrap_or(rest.len());
-        if num_len == 0 {
-            return None;
-        }
-        let n: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|ch: char| ch.is_ascii_digit() || ch == '.')
-            .unwrap_or(rest.len());
-        let factor = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += n * factor;
-        rest = &rest[unit_len..];
-    }
-    Some(total)
+    let td = trust_domain(c)?;
+    let sa = pod
+        .pointer("/spec/serviceAccountName")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    Some(format!("spiffe://{td}/ns/{ns}/sa/{sa}"))
 }
 
 /// Validate a JWT issuer as the simulated operator does: an `https` URL with a host and
@@ -274,25 +179,6 @@ pub(crate) fn spire_ready(c: &ClusterHandle) -> bool {
         && trust_domain(c).is_some()
 }
 
-/// Mint a JWT-SVID as the SPIRE server would: `sub` the SPIFFE ID, `aud` [audience],
-/// `iss` the SpireServer `jwtIssuer`, lifetime `defaultJWTValidity` (default 5m).
-pub(crate) fn mint_svid(c: &ClusterHandle, spiffe_id: &str, audience: &str) -> Option<Svid> {
-    let server = get_cr(c, "SpireServer")?;
-    let issuer = spec_str(Some(&server), "jwtIssuer")?.to_string();
-    let ttl = spec_str(Some(&server), "defaultJWTValidity")
-        .and_then(parse_go_duration)
-        .unwrap_or(300.0)
-        .round() as i64;
-    let iat = jiff::Timestamp::now().as_second();
-    let exp = iat + ttl;
-    let claims =
-        json!({"aud": [audience], "exp": exp, "iat": iat, "iss": issuer, "sub": spiffe_id});
-    Some(Svid {
-        token: c.spire_sign(&claims),
-        exp,
-    })
-}
-
 fn labels(component: &str) -> Value {
     json!({
         "app.kubernetes.io/name": component,
@@ -305,51 +191,6 @@ fn labels(component: &str) -> Value {
 
 fn selector(component: &str) -> Value {
     json!({"app.kubernetes.io/name": component, "app.kubernetes.io/instance": "spire"})
-}
-
-/// The SPIRE server's X.509 CA (for `bundle.crt`), one per cluster and trust domain.
-fn spire_ca_pem(c: &ClusterHandle, td: &str, subject: Option<&Value>) -> String {
-    let mut slot = c.hub().spire_ca.lock().unwrap();
-    if let Some((d, pem)) = slot.as_ref()
-        && d == td
-    {
-        return pem.clone();
-    }
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-    let mut dn = rcgen::DistinguishedName::new();
-    let field = |k: &str| {
-        subject
-            .and_then(|s| s.get(k))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-    };
-    if let Some(country) = field("country") {
-        dn.push(rcgen::DnType::CountryName, country);
-    }
-    if let Some(org) = field("organization") {
-        dn.push(rcgen::DnType::OrganizationName, org);
-    }
-    dn.push(
-        rcgen::DnType::CommonName,
-        field("commonName").unwrap_or("SPIRE Server CA"),
-    );
-    params.distinguished_name = dn;
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    if let Ok(uri) = rcgen::string::Ia5String::try_from(format!("spiffe://{td}")) {
-        params.subject_alt_names = vec![rcgen::SanType::URI(uri)];
-    }
-    let key = rcgen::KeyPair::generate().expect("CA key");
-    let pem = params
-        .self_signed(&key)
-        .expect("self-signed SPIRE CA")
-        .pem();
-    *slot = Some((td.to_string(), pem.clone()));
-    pem
 }
 
 /// The simulated ZTWIM operator.
@@ -1157,56 +998,12 @@ fn oidc_tls(c: &ClusterHandle) -> anyhow::Result<Arc<rustls::ServerConfig>> {
 }
 
 fn start_oidc_listener(c: &ClusterHandle) -> Option<SocketAddr> {
-    let rt = tokio::runtime::Handle::try_current().ok()?;
     let tls = oidc_tls(c).ok()?;
-    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).ok()?;
-    listener.set_nonblocking(true).ok()?;
-    let addr = listener.local_addr().ok()?;
     let cluster = c.clone();
-    rt.spawn(async move {
-        let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-            return;
-        };
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let acceptor = acceptor.clone();
-            let cluster = cluster.clone();
-            tokio::spawn(async move {
-                let Ok(stream) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let sni = stream.get_ref().1.server_name().map(str::to_string);
-                let service = hyper::service::service_fn(move |req| {
-                    let cluster = cluster.clone();
-                    let sni = sni.clone();
-                    async move {
-                        Ok::<_, std::convert::Infallible>(serve_oidc_request(
-                            &cluster,
-                            sni.as_deref(),
-                            &req,
-                        ))
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Some(addr)
-}
-
-fn text(code: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body.into()));
-    *r.status_mut() = code;
-    r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        content_type.parse().expect("content type"),
-    );
-    r
+    crate::spire::serve_https(
+        tls,
+        Arc::new(move |sni, req| serve_oidc_request(&cluster, sni, req)),
+    )
 }
 
 const NOT_AVAILABLE: &str = "<html><head><title>Application is not available</title></head><body><h1>Application is not available</h1><p>The application is currently not serving requests at this endpoint. It may not have been started or is still starting.</p></body></html>\n";
@@ -1217,13 +1014,7 @@ fn serve_oidc_request<B>(
     sni: Option<&str>,
     req: &Request<B>,
 ) -> Response<Full<Bytes>> {
-    let host = req
-        .headers()
-        .get(hyper::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(|h| h.split(':').next().unwrap_or(h).to_ascii_lowercase())
-        .or_else(|| sni.map(str::to_ascii_lowercase))
-        .unwrap_or_default();
+    let host = crate::spire::request_host(req, sni);
     // The router only forwards to an admitted Route for this host with an available backend.
     let route = c
         .list("route.openshift.io/v1", "Route", None)
@@ -1262,25 +1053,12 @@ fn serve_oidc_request<B>(
                 .clone()
                 .or_else(|| spec_str(Some(&provider), "jwtIssuer").map(str::to_string))
                 .unwrap_or_default();
-            let doc = json!({
-                "issuer": issuer,
-                "jwks_uri": format!("https://{host}/keys"),
-                "authorization_endpoint": "",
-                "response_types_supported": ["id_token"],
-                "subject_types_supported": ["public"],
-                "id_token_signing_alg_values_supported": ["RS256", "ES256", "ES384"],
-            });
-            text(
-                StatusCode::OK,
-                "application/json",
-                serde_json::to_vec_pretty(&doc).expect("json"),
-            )
+            json_response(&discovery_document(
+                &issuer,
+                &format!("https://{host}/keys"),
+            ))
         }
-        "/keys" => text(
-            StatusCode::OK,
-            "application/json",
-            serde_json::to_vec_pretty(&c.spire_jwks()).expect("json"),
-        ),
+        "/keys" => json_response(&c.spire_jwks()),
         _ => text(
             StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",
