@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use serde_json::json;
 
@@ -17,32 +17,39 @@ use super::live::{LiveArgs, parse_duration, print_outcome, print_plan};
 use crate::error::{self, Error};
 use crate::kube::apply::{Applier, DryRun};
 use crate::kube::client::{Cluster, Kubeconfigs};
+use crate::kube::platform::{self, Chosen};
 use crate::output::Printer;
-use crate::profile::{Profile, RbacMode};
+use crate::profile::{Platform, Profile, RbacMode};
 use crate::render::Renderer;
-use crate::render::plan::Plan;
 use crate::render::values::{SpokeInputs, SpokeValues};
-use crate::validate;
+use crate::validate::{self, MinorVersion};
 use crate::verify::oidc;
-use crate::workflow::spoke::{self, SpokeRun};
-use crate::workflow::{Runner, StepReport};
+use crate::workflow::spoke::{self, SpokeRun, authn_file};
+use crate::workflow::{Runner, Step, StepReport};
 
 fn after_help() -> String {
     format!(
-        "Steps, in order (--skip/--only take these names):\n{}\n\nLockout guard: the spoke context must use a client certificate (the installer's admin kubeconfig): once external OIDC \
-is on, OAuth tokens stop working and only SPIFFE identities and certificates can log in. The previous Authentication spec is saved \
-(on the spoke and under --state-dir); remove-spoke restores it. Below OpenShift 4.20 the TechPreviewNoUpgrade feature set is \
-needed: it is IRREVERSIBLE and blocks upgrades, so it takes --allow-tech-preview-no-upgrade (and, at a terminal, typing the spoke's name).\n\n\
-Examples:\n  ztwim-hub add-spoke --hub-context hub --spoke-context spoke-a --dry-run=client\n  ztwim-hub add-spoke --hub-context hub --spoke-context spoke-a --yes -o json",
+        "{}\n\nProfiles: the hub's and the spoke's are chosen separately, from each cluster's APIs (OpenShift when it serves config.openshift.io), \
+--profile forces both, --spoke-profile the spoke's; add-spoke says which it chose and why.\n\n\
+Lockout guard: the spoke context must use a client certificate (the installer's admin kubeconfig; kind's admin kubeconfig): once external OIDC \
+is on, OAuth tokens stop working and only SPIFFE identities and certificates can log in, and a certificate does not depend on the authentication \
+file a kind spoke's kube-apiserver reads. The previous Authentication spec is saved (on the spoke and under --state-dir); remove-spoke restores it. \
+Below OpenShift 4.20 the TechPreviewNoUpgrade feature set is needed: it is IRREVERSIBLE and blocks upgrades, so it takes \
+--allow-tech-preview-no-upgrade (and, at a terminal, typing the spoke's name).\n\n\
+Kubernetes (kind) spokes: --authn-config-dir DIR is the directory kind-config wrote for the spoke (DIR/<spoke>-authn), whose \
+authentication-config.yaml the spoke's kube-apiserver reads. add-spoke saves it as authentication-config.yaml.ztwim-hub-backup, adds the hub's \
+JWT authenticator and waits (up to --timeout) until a JWT-SVID from the hub authenticates; if that fails, the file is put back.\n\n\
+Examples:\n  ztwim-hub add-spoke --hub-context hub --spoke-context spoke-a --dry-run=client\n  ztwim-hub add-spoke --hub-context hub --spoke-context spoke-a --yes -o json\n  \
+ztwim-hub add-spoke --hub-context kind-hub --spoke-context kind-spoke-a --name spoke-a --authn-config-dir kind/spoke-a-authn --yes",
         spoke::step_help()
     )
 }
 
 /// Add a spoke: trust the hub's issuer, bind Argo CD's SPIFFE IDs, register it.
 ///
-/// Every value comes from the two clusters: the issuer and trust domain from the hub's SPIRE, the ingress
-/// CA if the issuer needs it, the spoke's API server URL and CA from the kubeconfig and its version from
-/// ClusterVersion. Verified at the end: a JWT-SVID from the hub logs in to the spoke as the SPIFFE ID, with
+/// Every value comes from the two clusters: the issuer and trust domain from the hub's SPIRE, the CA
+/// the issuer needs (OpenShift: the ingress CA; kind: the OIDC serving CA), the spoke's API server URL
+/// and CA (OpenShift: the kubeconfig; kind: kube-public/cluster-info) and its version. Verified at the end: a JWT-SVID from the hub logs in to the spoke as the SPIFFE ID, with
 /// the rights of the RBAC mode, and Argo CD's own configuration reaches the spoke.
 #[derive(Debug, Args)]
 #[command(after_help = after_help())]
@@ -102,6 +109,13 @@ pub struct SpokeTargetArgs {
     /// Where the previous Authentication spec is saved [default: $XDG_STATE_HOME/ztwim-hub].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// The spoke's profile, a built-in name or a file [default: --profile, else detected from the spoke].
+    #[arg(long, value_name = "NAME|PATH")]
+    pub spoke_profile: Option<String>,
+    /// Kubernetes (kind) spokes, required there: the directory holding the authentication file the
+    /// spoke's kube-apiserver reads (kind-config's DIR/<spoke>-authn).
+    #[arg(long, value_name = "DIR")]
+    pub authn_config_dir: Option<PathBuf>,
 }
 
 impl SpokeTargetArgs {
@@ -132,6 +146,86 @@ impl SpokeTargetArgs {
             .clone()
             .unwrap_or_else(crate::state::default_dir)
     }
+
+    /// Loads the profiles the flags name, so that a wrong one is refused before a cluster is contacted.
+    pub fn check_profiles(&self, global: &GlobalArgs) -> Result<()> {
+        for spec in [global.profile.as_deref(), self.spoke_profile.as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            Profile::load(spec)?;
+        }
+        Ok(())
+    }
+
+    /// The hub's and the spoke's profiles: `--profile` forces both, `--spoke-profile` the spoke's;
+    /// otherwise each is detected from its cluster.
+    pub async fn choose_profiles(
+        &self,
+        global: &GlobalArgs,
+        hub: &Cluster,
+        spoke: &Cluster,
+    ) -> Result<Profiles> {
+        let hub_choice = platform::choose(global.profile.as_deref(), "--profile", hub).await?;
+        let (given, flag) = match (&self.spoke_profile, &global.profile) {
+            (Some(s), _) => (Some(s.as_str()), "--spoke-profile"),
+            (None, Some(g)) => (Some(g.as_str()), "--profile"),
+            (None, None) => (None, "--spoke-profile"),
+        };
+        let spoke_choice = platform::choose(given, flag, spoke).await?;
+        Ok(Profiles {
+            hub: hub_choice,
+            spoke: spoke_choice,
+        })
+    }
+
+    /// `--authn-config-dir` is required for a Kubernetes spoke and refused for an OpenShift one.
+    pub fn check_authn_config_dir(&self, profiles: &Profiles, spoke: &Cluster) -> Result<()> {
+        match (profiles.spoke.profile.platform, &self.authn_config_dir) {
+            (Platform::Kubernetes, None) => Err(error::input(authn_file::missing_dir_message(
+                &spoke.context,
+            ))),
+            (Platform::Openshift, Some(_)) => Err(error::input(format!(
+                "--authn-config-dir is for Kubernetes (kind) spokes, and {} is OpenShift (spoke profile {}: {}): it trusts the issuer through Authentication cluster; drop --authn-config-dir",
+                spoke.context, profiles.spoke.profile.name, profiles.spoke.reason
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The two profiles of a spoke command and why each was chosen.
+pub struct Profiles {
+    pub hub: Chosen,
+    pub spoke: Chosen,
+}
+
+impl Profiles {
+    /// The "profile:" lines (after discovery, so that a refusal stays one line).
+    pub fn announce(&self, printer: &Printer) {
+        printer.info(format!(
+            "hub profile: {} ({})",
+            self.hub.profile.name, self.hub.reason
+        ));
+        printer.info(format!(
+            "spoke profile: {} ({})",
+            self.spoke.profile.name, self.spoke.reason
+        ));
+    }
+}
+
+/// `--skip`/`--only` and `--ignore-preflight-errors` against the steps and checks of either platform.
+pub fn check_selection_names(
+    live: &LiveArgs,
+    lists: &[Vec<&'static dyn Step<SpokeRun>>],
+    checks: &[&str],
+) -> Result<()> {
+    live.selection().validate(&spoke::all_step_names(lists))?;
+    live.ignore().validate(checks)
+}
+
+pub fn step_names(steps: &[&'static dyn Step<SpokeRun>]) -> Vec<&'static str> {
+    steps.iter().map(|s| s.name()).collect()
 }
 
 /// The context name as a DNS-1123 label: lowercase, other characters become '-'.
@@ -149,12 +243,16 @@ pub fn name_from_context(context: &str) -> String {
 }
 
 pub fn exec(global: &GlobalArgs, args: &AddSpokeArgs, printer: &Printer) -> Result<()> {
-    let profile = Profile::load(global.profile.as_deref().unwrap_or("openshift"))?;
+    args.target.check_profiles(global)?;
     let renderer = Renderer::new(global.templates_dir.as_deref())?;
-    let steps = spoke::steps();
-    let names: Vec<&str> = steps.iter().map(|s| s.name()).collect();
-    args.live.selection().validate(&names)?;
-    args.live.ignore().validate(&spoke::check_names())?;
+    check_selection_names(
+        &args.live,
+        &[
+            spoke::steps(Platform::Openshift),
+            spoke::steps(Platform::Kubernetes),
+        ],
+        &spoke::preflight::all_check_names(),
+    )?;
     args.live.check_consent_possible("add-spoke")?;
     let spoke_name = args.target.spoke_name()?;
     if let Some(repo) = &args.smoke_test
@@ -180,6 +278,13 @@ pub fn exec(global: &GlobalArgs, args: &AddSpokeArgs, printer: &Printer) -> Resu
         let spoke = kubeconfigs.cluster("--spoke-context", &args.target.spoke_context).await?;
         hub.version().await?;
         spoke.version().await?;
+        let profiles = args.target.choose_profiles(global, &hub, &spoke).await?;
+        args.target.check_authn_config_dir(&profiles, &spoke)?;
+        let (hub_profile, spoke_profile) = (&profiles.hub.profile, &profiles.spoke.profile);
+        let platform = spoke_profile.platform;
+        let steps = spoke::steps(platform);
+        args.live.selection().validate(&step_names(&steps))?;
+        args.live.ignore().validate(&spoke::check_names(platform))?;
         let options = DiscoverOptions {
             spoke_name,
             spoke_ca_file,
@@ -188,25 +293,46 @@ pub fn exec(global: &GlobalArgs, args: &AddSpokeArgs, printer: &Printer) -> Resu
             rbac: args.rbac,
             gitops_namespace: args.target.gitops_namespace.clone(),
         };
-        let (values, warnings) = discover(&hub, &spoke, &profile, options).await?;
-        let plan = Plan::render(&renderer, &profile.manifests.add_spoke, &profile, &values, Some(&values.spoke_name))?;
+        let (values, warnings) = discover(&hub, &spoke, hub_profile, spoke_profile, options).await?;
+        profiles.announce(printer);
+        let plan = spoke::plan(&renderer, hub_profile, spoke_profile, &values)?;
         for w in &warnings {
             printer.warn(w);
         }
         if args.live.dry_run == Some(DryRun::Client) {
-            return print_plan(printer, &plan);
+            print_plan(printer, &plan)?;
+            if let Some(dir) = &args.target.authn_config_dir {
+                let file = authn_file::AuthnFile::new(dir, spoke_profile);
+                let current = file.read().and_then(|t| file.parse(&t))?;
+                let desired = authn_file::desired(&current, authn_file::authenticator(&values));
+                printer.data(&authn_file::comment(&values.spoke_name, &file.path.display().to_string(), &desired)?)?;
+            }
+            return Ok(());
         }
+        let how = match platform {
+            Platform::Openshift => format!(
+                "its API server will trust {} (audience {}), and only SPIFFE identities and client certificates will log in there",
+                values.issuer_url, values.audience
+            ),
+            Platform::Kubernetes => format!(
+                "its kube-apiserver will trust {} (audience {}) through {}",
+                values.issuer_url,
+                values.audience,
+                args.target.authn_config_dir.as_deref().unwrap_or(std::path::Path::new(".")).display()
+            ),
+        };
         args.live.confirm(
             printer,
             &format!(
-                "add-spoke will change {} ({}): its API server will trust {} (audience {}), and only SPIFFE identities and client certificates will log in there; Argo CD on {} gets the cluster {}",
-                spoke.context, spoke.server, values.issuer_url, values.audience, hub.context, values.spoke_name
+                "add-spoke will change {} ({}): {how}; Argo CD on {} gets the cluster {}",
+                spoke.context, spoke.server, hub.context, values.spoke_name
             ),
             &format!("Add {} as a spoke of {}?", spoke.context, hub.context),
         )?;
         let ctx = SpokeRun {
             printer: printer.clone(),
-            profile: profile.clone(),
+            hub_profile: hub_profile.clone(),
+            spoke_profile: spoke_profile.clone(),
             hub,
             spoke,
             values,
@@ -221,6 +347,7 @@ pub fn exec(global: &GlobalArgs, args: &AddSpokeArgs, printer: &Printer) -> Resu
             state_dir: args.target.state_dir(),
             facts: Mutex::new(spoke::Facts { warnings, ..Default::default() }),
             smoke_test: args.smoke_test.clone().map(|repo| spoke::SmokeTest { repo, path: args.smoke_test_path.clone() }),
+            authn_config_dir: args.target.authn_config_dir.clone(),
         };
         let runner = Runner { steps: &steps, selection: args.live.selection() };
         let (reports, result) = runner.run(&ctx).await;
@@ -229,9 +356,13 @@ pub fn exec(global: &GlobalArgs, args: &AddSpokeArgs, printer: &Printer) -> Resu
     })
 }
 
-/// The hub's SPIRE configuration (trust domain, issuer) from ConfigMap `spire-server`.
+/// The hub's SPIRE configuration (trust domain, issuer) from ConfigMap `spire-server` (OpenShift: in
+/// ZTWIM's namespace, kind: in `spire`), key `server.conf` (JSON).
 pub async fn hub_spire(hub: &Cluster, profile: &Profile) -> Result<(String, String)> {
-    let ns = &profile.ztwim().namespace;
+    let ns = match profile.platform {
+        Platform::Openshift => &profile.ztwim().namespace,
+        Platform::Kubernetes => &profile.spire().namespace,
+    };
     let not_bootstrapped = |why: &str| -> anyhow::Error {
         Error::Preflight(format!(
             "the hub {} is not bootstrapped ({why}); run ztwim-hub bootstrap --context {} first",
@@ -268,23 +399,62 @@ pub async fn hub_spire(hub: &Cluster, profile: &Profile) -> Result<(String, Stri
 }
 
 /// The CA the spoke must trust for the issuer: none if the system roots verify it, else the hub's
-/// ingress CA.
-async fn issuer_ca(hub: &Cluster, issuer: &str) -> Result<Option<String>> {
+/// ingress CA (OpenShift) or the CA of the OIDC provider's serving certificate, Secret
+/// `spire/spire-oidc-tls` key `ca.crt` (kind).
+async fn issuer_ca(hub: &Cluster, profile: &Profile, issuer: &str) -> Result<Option<String>> {
     let url = format!(
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
     );
-    let system = oidc::https_client(None, Duration::from_secs(15))?;
+    let system = oidc::https_client_reaching(
+        None,
+        Duration::from_secs(15),
+        &url,
+        spoke::issuer_fallback(profile),
+    )
+    .await?;
     if system.get(&url).send().await.is_ok() {
         return Ok(None);
     }
-    let cms: Api<ConfigMap> = Api::namespaced(hub.client.clone(), "openshift-config-managed");
-    Ok(cms
-        .get_opt("default-ingress-cert")
-        .await?
-        .and_then(|cm| cm.data)
-        .and_then(|d| d.get("ca-bundle.crt").cloned()))
+    match profile.platform {
+        Platform::Openshift => {
+            let cms: Api<ConfigMap> =
+                Api::namespaced(hub.client.clone(), "openshift-config-managed");
+            Ok(cms
+                .get_opt("default-ingress-cert")
+                .await?
+                .and_then(|cm| cm.data)
+                .and_then(|d| d.get("ca-bundle.crt").cloned()))
+        }
+        Platform::Kubernetes => {
+            let ns = &profile.spire().namespace;
+            let secrets: Api<Secret> = Api::namespaced(hub.client.clone(), ns);
+            let secret = secrets.get_opt(OIDC_TLS_SECRET).await.map_err(|e| {
+                crate::kube::client::read_refused(
+                    hub,
+                    &format!("Secret {ns}/{OIDC_TLS_SECRET}"),
+                    &e,
+                )
+            })?;
+            let ca = secret
+                .and_then(|s| s.data)
+                .and_then(|d| d.get("ca.crt").cloned())
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+                .filter(|pem| pem.contains("BEGIN CERTIFICATE"));
+            match ca {
+                Some(pem) => Ok(Some(pem)),
+                None => Err(Error::Preflight(format!(
+                    "the hub {} is not bootstrapped (no Secret {ns}/{OIDC_TLS_SECRET} with ca.crt, the CA of the issuer's certificate); run ztwim-hub bootstrap --context {} first",
+                    hub.context, hub.context
+                ))
+                .into()),
+            }
+        }
+    }
 }
+
+/// kind hubs: the OIDC discovery provider's serving certificate and its CA.
+pub const OIDC_TLS_SECRET: &str = "spire-oidc-tls";
 
 /// What add-spoke and remove-spoke take from their flags to discover the rest.
 pub struct DiscoverOptions {
@@ -301,35 +471,38 @@ pub struct DiscoverOptions {
 pub async fn discover(
     hub: &Cluster,
     spoke: &Cluster,
-    profile: &Profile,
+    hub_profile: &Profile,
+    spoke_profile: &Profile,
     args: DiscoverOptions,
 ) -> Result<(SpokeValues, Vec<String>)> {
-    let spoke_name = args.spoke_name;
-    let spoke_ca_file = args.spoke_ca_file;
-    let (trust_domain, issuer_url) = hub_spire(hub, profile).await?;
-    let issuer_ca_pem = issuer_ca(hub, &issuer_url).await?;
-    let version = crate::workflow::hub::preflight::openshift_version(spoke)
-        .await
-        .map_err(|e| match e.downcast_ref::<kube::Error>() {
-            Some(k) => crate::kube::client::read_refused(spoke, "ClusterVersion version", k),
-            None => e,
-        })?
-        .ok_or_else(|| {
-            Error::Preflight(format!(
-                "{}: ClusterVersion version has no status.desired.version: is the spoke OpenShift?",
-                spoke.context
-            ))
-        })?;
-    let spoke_version = crate::workflow::hub::preflight::minor_of(&version).ok_or_else(|| {
-        Error::Preflight(format!(
-            "{}: cannot read the OpenShift version {version:?}",
-            spoke.context
-        ))
-    })?;
+    let mut warnings = Vec::new();
+    let (trust_domain, issuer_url) = hub_spire(hub, hub_profile).await?;
+    let issuer_ca_pem = issuer_ca(hub, hub_profile, &issuer_url).await?;
+    let (spoke_version, spoke_server, endpoint_ca) = match spoke_profile.platform {
+        Platform::Openshift => (
+            openshift_version(spoke).await?,
+            spoke.server.clone(),
+            spoke.ca_pem.clone(),
+        ),
+        Platform::Kubernetes => {
+            let version = kubernetes_version(spoke).await?;
+            let (server, ca) = match cluster_info(spoke).await {
+                Ok(endpoint) => endpoint,
+                Err(why) => {
+                    warnings.push(format!(
+                        "{}: {why}; the cluster Secret uses the kubeconfig's server {} instead, which the hub's pods may not reach (kind: https://<spoke>-control-plane:6443)",
+                        spoke.context, spoke.server
+                    ));
+                    (spoke.server.clone(), spoke.ca_pem.clone())
+                }
+            };
+            (version, server, ca)
+        }
+    };
     let spoke_ca_pem = if args.insecure_skip_tls_verify {
         None
     } else {
-        spoke_ca_file.or_else(|| spoke.ca_pem.clone())
+        args.spoke_ca_file.or(endpoint_ca)
     };
     if spoke_ca_pem.is_none() && !args.insecure_skip_tls_verify {
         return Err(error::input(format!(
@@ -338,19 +511,106 @@ pub async fn discover(
         )));
     }
     let inputs = SpokeInputs {
-        spoke_name,
-        spoke_server: spoke.server.clone(),
+        spoke_name: args.spoke_name,
+        spoke_server,
         spoke_ca_pem,
         insecure_skip_tls_verify: args.insecure_skip_tls_verify,
         trust_domain,
         issuer_url,
         issuer_ca_pem,
-        spoke_version,
+        spoke_version: Some(spoke_version),
         audience: args.audience.clone(),
         rbac: args.rbac,
         gitops_namespace: args.gitops_namespace.clone(),
     };
-    SpokeValues::resolve(profile, &inputs)
+    let (values, more) = SpokeValues::resolve(hub_profile, spoke_profile, &inputs)?;
+    warnings.extend(more);
+    Ok((values, warnings))
+}
+
+/// The OpenShift version of a spoke (`ClusterVersion version`).
+async fn openshift_version(spoke: &Cluster) -> Result<MinorVersion> {
+    let version = crate::workflow::hub::preflight::openshift_version(spoke)
+        .await
+        .map_err(|e| match e.downcast_ref::<kube::Error>() {
+            Some(k) => crate::kube::client::read_refused(spoke, "ClusterVersion version", k),
+            None => e,
+        })?
+        .ok_or_else(|| {
+            Error::Preflight(format!(
+                "{}: ClusterVersion version has no status.desired.version: is the spoke OpenShift? (--spoke-profile kind for a vanilla Kubernetes spoke)",
+                spoke.context
+            ))
+        })?;
+    crate::workflow::hub::preflight::minor_of(&version).ok_or_else(|| {
+        Error::Preflight(format!(
+            "{}: cannot read the OpenShift version {version:?}",
+            spoke.context
+        ))
+        .into()
+    })
+}
+
+/// The Kubernetes version of a spoke (`/version`: major and minor, e.g. "1" and "34" or "34+").
+async fn kubernetes_version(spoke: &Cluster) -> Result<MinorVersion> {
+    let info = spoke.version().await?;
+    let digits = |s: &str| -> String { s.chars().take_while(char::is_ascii_digit).collect() };
+    format!("{}.{}", digits(&info.major), digits(&info.minor))
+        .parse()
+        .map_err(|_| {
+            Error::Preflight(format!(
+                "{}: cannot read the Kubernetes version (major {:?}, minor {:?})",
+                spoke.context, info.major, info.minor
+            ))
+            .into()
+        })
+}
+
+/// The API server endpoint kubeadm publishes for the cluster's own nodes and pods: ConfigMap
+/// `kube-public/cluster-info`, key `kubeconfig` (kind: `https://<name>-control-plane:6443`, a name on the
+/// docker network that the hub's pods resolve), with its CA. `Err`: why it cannot be used.
+async fn cluster_info(spoke: &Cluster) -> Result<(String, Option<String>), String> {
+    let cms: Api<ConfigMap> = Api::namespaced(spoke.client.clone(), "kube-public");
+    let cm = cms
+        .get_opt("cluster-info")
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot read ConfigMap kube-public/cluster-info ({})",
+                crate::kube::client::describe_kube_error(&e)
+            )
+        })?
+        .ok_or("it has no ConfigMap kube-public/cluster-info")?;
+    let text = cm
+        .data
+        .and_then(|d| d.get("kubeconfig").cloned())
+        .ok_or("ConfigMap kube-public/cluster-info has no key kubeconfig")?;
+    let config = kube::config::Kubeconfig::from_yaml(&text)
+        .map_err(|e| format!("kube-public/cluster-info's kubeconfig does not parse ({e})"))?;
+    let cluster = config
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.clone())
+        .ok_or("kube-public/cluster-info's kubeconfig names no cluster")?;
+    let server = cluster
+        .server
+        .filter(|s| !s.is_empty())
+        .ok_or("kube-public/cluster-info's kubeconfig has no server")?;
+    let ca = match cluster.certificate_authority_data {
+        Some(data) => {
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data.trim())
+                .map_err(|e| {
+                    format!(
+                        "kube-public/cluster-info's certificate-authority-data is not base64 ({e})"
+                    )
+                })?;
+            Some(String::from_utf8_lossy(&bytes).into_owned())
+        }
+        None => None,
+    };
+    Ok((server, ca))
 }
 
 fn report(
@@ -361,21 +621,38 @@ fn report(
 ) -> Result<()> {
     let facts = ctx.facts.lock().expect("facts").clone();
     let v = &ctx.values;
+    let platform = ctx.spoke_platform();
+    let version = v.spoke_version.map(|v| v.to_string());
+    let issuer_ca_config_map = match platform {
+        Platform::Openshift => v.issuer_ca_pem.as_ref().map(|_| {
+            ctx.spoke_profile
+                .spoke
+                .openshift()
+                .issuer_ca_config_map
+                .clone()
+        }),
+        Platform::Kubernetes => None,
+    };
     let doc = json!({
         "command": "add-spoke",
         "hubContext": ctx.hub.context,
         "spokeContext": ctx.spoke.context,
+        "hubProfile": ctx.hub_profile.name,
+        "spokeProfile": ctx.spoke_profile.name,
         "dryRun": ctx.applier.dry_run,
         "values": {
             "spokeName": v.spoke_name,
+            "spokePlatform": v.spoke_platform,
             "spokeServer": v.spoke_server,
-            "spokeVersion": v.spoke_version.to_string(),
+            "spokeVersion": version,
             "trustDomain": v.trust_domain,
             "issuerURL": v.issuer_url,
-            "issuerCAConfigMap": v.issuer_ca_pem.as_ref().map(|_| &ctx.profile.spoke.openshift().issuer_ca_config_map),
+            "issuerCAConfigMap": issuer_ca_config_map,
+            "issuerCA": v.issuer_ca_pem.is_some(),
             "audience": v.audience,
             "rbac": v.rbac,
             "featureGate": v.needs_feature_gate,
+            "argocdNamespace": v.gitops_namespace,
             "spiffeIDs": {"server": v.identities.server, "controller": v.identities.controller},
         },
         "identities": facts.identities,
@@ -383,14 +660,27 @@ fn report(
         "argocdReached": facts.argocd_reached,
         "smokeTest": facts.smoke_test,
         "backupFile": facts.backup_file,
+        "authnConfigFile": facts.authn_config_file,
+        "authnBackupFile": facts.authn_backup_file,
         "warnings": facts.warnings,
     });
     print_outcome(printer, reports, error, doc, || {
+        let (kind, trust) = match platform {
+            Platform::Openshift => ("OpenShift", String::new()),
+            Platform::Kubernetes => (
+                "Kubernetes",
+                facts
+                    .authn_config_file
+                    .as_ref()
+                    .map(|f| format!("authn file:    {f}\n"))
+                    .unwrap_or_default(),
+            ),
+        };
         format!(
-            "\nspoke:         {} ({}, OpenShift {})\nissuer:        {} (audience {})\nlogs in as:    {}\n               {}\n",
+            "\nspoke:         {} ({}, {kind} {})\nissuer:        {} (audience {})\n{trust}logs in as:    {}\n               {}\n",
             v.spoke_name,
             v.spoke_server,
-            v.spoke_version,
+            version.as_deref().unwrap_or("?"),
             v.issuer_url,
             v.audience,
             v.identities.server,

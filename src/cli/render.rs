@@ -152,8 +152,12 @@ pub struct RenderAddSpokeArgs {
     #[arg(long, value_name = "PATH")]
     pub issuer_ca_file: Option<PathBuf>,
     /// The spoke's OpenShift version, MAJOR.MINOR (live: ClusterVersion). Below 4.20 adds the feature gate.
+    /// Required for OpenShift spokes; not used for Kubernetes (kind) spokes.
     #[arg(long, value_name = "VERSION")]
     pub spoke_version: Option<String>,
+    /// The spoke's profile, when it differs from the hub's (--profile): a built-in name or a file.
+    #[arg(long, value_name = "NAME|PATH")]
+    pub spoke_profile: Option<String>,
     /// JWT audience the spoke accepts and Argo CD requests [default: from the profile, openshift-spoke].
     #[arg(long, value_name = "AUDIENCE")]
     pub audience: Option<String>,
@@ -179,13 +183,20 @@ fn required<'a>(value: &'a Option<String>, flag: &str, live: &str) -> anyhow::Re
 pub fn exec(global: &GlobalArgs, args: &RenderArgs, printer: &Printer) -> anyhow::Result<()> {
     let profile = Profile::load(global.profile.as_deref().unwrap_or("openshift"))?;
     let renderer = Renderer::new(global.templates_dir.as_deref())?;
+    // A Kubernetes spoke's authentication file: not an object, shown as comments or written aside.
+    let mut extra: Option<AuthnFileRender> = None;
     let (plan, warnings, out) = match &args.what {
         RenderWhat::Bootstrap(a) => {
             let (plan, warnings) = plan_bootstrap(&profile, &renderer, &a.hub)?;
             (plan, warnings, &a.out)
         }
         RenderWhat::AddSpoke(a) => {
-            let (plan, warnings) = plan_add_spoke(&profile, &renderer, a)?;
+            let spoke_profile = match &a.spoke_profile {
+                Some(spec) => Profile::load(spec)?,
+                None => profile.clone(),
+            };
+            let (plan, warnings, authn) = plan_add_spoke(&profile, &spoke_profile, &renderer, a)?;
+            extra = authn;
             (plan, warnings, &a.out)
         }
         RenderWhat::SmokeTest(a) => (smoke_test_plan(&profile, &renderer)?, Vec::new(), &a.out),
@@ -194,7 +205,10 @@ pub fn exec(global: &GlobalArgs, args: &RenderArgs, printer: &Printer) -> anyhow
         printer.warn(warning);
     }
     if let Some(dir) = &out.output_dir {
-        let written = plan.write_dir(dir)?;
+        let mut written = plan.write_dir(dir)?;
+        if let Some(authn) = &extra {
+            written.push(authn.write_under(dir)?);
+        }
         for path in &written {
             printer.debug(1, format!("wrote {}", path.display()));
         }
@@ -205,12 +219,44 @@ pub fn exec(global: &GlobalArgs, args: &RenderArgs, printer: &Printer) -> anyhow
         ));
         return Ok(());
     }
-    let text = match printer.format() {
+    let mut text = match printer.format() {
         OutputFormat::Json => plan.to_json()?,
         OutputFormat::Yaml | OutputFormat::Text => plan.to_yaml()?,
     };
+    if let Some(authn) = &extra
+        && printer.format() != OutputFormat::Json
+    {
+        text.push_str(&authn.comment);
+    }
     printer.data(&text)?;
     Ok(())
+}
+
+/// `render add-spoke` for a Kubernetes spoke: the authentication file add-spoke writes (for a spoke
+/// whose file has no other authenticator yet, as kind-config creates it).
+pub struct AuthnFileRender {
+    pub spoke_name: String,
+    pub file_name: String,
+    pub config: crate::kind::authn::AuthenticationConfiguration,
+    /// The YAML comment block for printed plans.
+    pub comment: String,
+}
+
+impl AuthnFileRender {
+    /// `--output-dir DIR`: `DIR/<spoke>-authn/<file>`, where kind-config keeps it too (not next to the
+    /// spoke's objects, so that `kubectl apply -f DIR/<spoke>` never sees it).
+    pub fn write_under(&self, dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+        let sub = dir.join(format!("{}-authn", self.spoke_name));
+        std::fs::create_dir_all(&sub).map_err(|e| {
+            error::input(format!(
+                "--output-dir: cannot create {} ({e})",
+                sub.display()
+            ))
+        })?;
+        let path = sub.join(&self.file_name);
+        self.config.write_atomically(&path)?;
+        Ok(path)
+    }
 }
 
 /// The smoke test's manifests (for the spoke, through Argo CD).
@@ -288,27 +334,38 @@ pub fn plan_bootstrap(
 }
 
 pub fn plan_add_spoke(
-    profile: &Profile,
+    hub_profile: &Profile,
+    spoke_profile: &Profile,
     renderer: &Renderer,
     args: &RenderAddSpokeArgs,
-) -> anyhow::Result<(Plan, Vec<String>)> {
+) -> anyhow::Result<(Plan, Vec<String>, Option<AuthnFileRender>)> {
     let pem = |flag: &str, path: &Option<PathBuf>| -> anyhow::Result<Option<String>> {
         path.as_deref()
             .map(|p| validate::pem_certificates(flag, p).map_err(error::input))
             .transpose()
     };
     let spoke_name = required(&args.spoke_name, "--spoke-name", "the spoke context's name")?;
-    let version = required(
-        &args.spoke_version,
-        "--spoke-version",
-        "ClusterVersion version",
-    )?;
+    let spoke_version = match spoke_profile.platform {
+        crate::profile::Platform::Openshift => {
+            let version = required(
+                &args.spoke_version,
+                "--spoke-version",
+                "ClusterVersion version",
+            )?;
+            Some(validate::minor_version("--spoke-version", version).map_err(error::input)?)
+        }
+        crate::profile::Platform::Kubernetes => args
+            .spoke_version
+            .as_deref()
+            .map(|v| validate::minor_version("--spoke-version", v).map_err(error::input))
+            .transpose()?,
+    };
     let inputs = SpokeInputs {
         spoke_name: spoke_name.to_string(),
         spoke_server: required(
             &args.spoke_server,
             "--spoke-server",
-            "the spoke context's cluster server",
+            "the spoke context's cluster server; kind: kube-public/cluster-info",
         )?
         .to_string(),
         spoke_ca_pem: pem("--spoke-ca-file", &args.spoke_ca_file)?,
@@ -326,18 +383,34 @@ pub fn plan_add_spoke(
         )?
         .to_string(),
         issuer_ca_pem: pem("--issuer-ca-file", &args.issuer_ca_file)?,
-        spoke_version: validate::minor_version("--spoke-version", version).map_err(error::input)?,
+        spoke_version,
         audience: args.audience.clone(),
         rbac: args.rbac,
         gitops_namespace: args.gitops_namespace.clone(),
     };
-    let (values, warnings) = SpokeValues::resolve(profile, &inputs)?;
-    let plan = Plan::render(
-        renderer,
-        &profile.manifests.add_spoke,
-        profile,
-        &values,
-        Some(spoke_name),
-    )?;
-    Ok((plan, warnings))
+    let (values, warnings) = SpokeValues::resolve(hub_profile, spoke_profile, &inputs)?;
+    let plan = crate::workflow::spoke::plan(renderer, hub_profile, spoke_profile, &values)?;
+    let authn = match spoke_profile.platform {
+        crate::profile::Platform::Openshift => None,
+        crate::profile::Platform::Kubernetes => {
+            use crate::workflow::spoke::authn_file;
+            let file_name = spoke_profile.spoke.kubernetes().authn_config_file.clone();
+            let config = authn_file::desired(
+                &crate::kind::authn::AuthenticationConfiguration::initial(),
+                authn_file::authenticator(&values),
+            );
+            let comment = authn_file::comment(
+                spoke_name,
+                &format!("<--authn-config-dir>/{file_name}"),
+                &config,
+            )?;
+            Some(AuthnFileRender {
+                spoke_name: spoke_name.to_string(),
+                file_name,
+                config,
+                comment,
+            })
+        }
+    };
+    Ok((plan, warnings, authn))
 }

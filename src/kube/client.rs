@@ -235,10 +235,105 @@ pub fn token_client(
     insecure: bool,
     token: &crate::verify::identity::Token,
 ) -> Result<kube::Client> {
+    token_client_reaching(server, ca_pem, insecure, token, &Reach::Direct)
+}
+
+/// How this machine reaches an API server URL written for another network: the Argo CD cluster
+/// Secret's `server` of a kind spoke, `https://<spoke>-control-plane:6443`, is a name on the docker
+/// network `kind` that the hub's pods resolve, and this machine may not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// Connect to the URL's host.
+    Direct,
+    /// Through this `HTTPS_PROXY` (CONNECT host:port: the proxy resolves the name).
+    Proxy(String),
+    /// Connect to this URL instead (the kubeconfig's address of the same API server), verifying the
+    /// certificate for the original URL's host name.
+    Via(String),
+}
+
+impl Reach {
+    /// `HTTPS_PROXY` unless `NO_PROXY` exempts the host; else directly when the host resolves (or is
+    /// an address); else via `fallback_url`.
+    pub async fn find(server: &str, fallback_url: &str) -> Reach {
+        let Ok(url) = url::Url::parse(server) else {
+            return Reach::Direct;
+        };
+        let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+            return Reach::Direct;
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if let Some(proxy) = https_proxy_for(host) {
+            return Reach::Proxy(proxy);
+        }
+        if host.parse::<std::net::IpAddr>().is_ok()
+            || tokio::net::lookup_host((host, port)).await.is_ok()
+        {
+            return Reach::Direct;
+        }
+        Reach::Via(fallback_url.to_string())
+    }
+
+    /// For messages: how `server` was reached.
+    pub fn describe(&self, server: &str) -> String {
+        match self {
+            Reach::Direct => server.to_string(),
+            Reach::Proxy(proxy) => format!("{server} (through the proxy {proxy})"),
+            Reach::Via(url) => format!(
+                "{server} (its host does not resolve here: connected to {url}, verifying the certificate for the Secret's host)"
+            ),
+        }
+    }
+}
+
+/// The `HTTPS_PROXY` (or `https_proxy`) to use for `host`, unless `NO_PROXY`/`no_proxy` lists it
+/// (`*`, the host itself, or a domain it is in).
+fn https_proxy_for(host: &str) -> Option<String> {
+    let env = |names: [&str; 2]| {
+        names
+            .iter()
+            .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
+    };
+    let proxy = env(["HTTPS_PROXY", "https_proxy"])?;
+    let no_proxy = env(["NO_PROXY", "no_proxy"]).unwrap_or_default();
+    let host = host.to_ascii_lowercase();
+    let exempt = no_proxy.split(',').map(str::trim).any(|entry| {
+        let entry = entry.to_ascii_lowercase();
+        let entry = entry.split(':').next().unwrap_or_default();
+        let domain = entry.trim_start_matches("*.").trim_start_matches('.');
+        entry == "*"
+            || (!domain.is_empty() && (host == domain || host.ends_with(&format!(".{domain}"))))
+    });
+    (!exempt).then_some(proxy)
+}
+
+/// [`token_client`], reaching `server` as `reach` says.
+pub fn token_client_reaching(
+    server: &str,
+    ca_pem: Option<&str>,
+    insecure: bool,
+    token: &crate::verify::identity::Token,
+    reach: &Reach,
+) -> Result<kube::Client> {
     let url: http::Uri = server
         .parse()
         .map_err(|e| error::input(format!("{server:?} is not a URL ({e})")))?;
-    let mut config = kube::Config::new(url);
+    let mut config = kube::Config::new(url.clone());
+    match reach {
+        Reach::Direct => {}
+        Reach::Proxy(proxy) => {
+            config.proxy_url =
+                Some(proxy.parse().map_err(|e| {
+                    error::input(format!("HTTPS_PROXY {proxy:?} is not a URL ({e})"))
+                })?);
+        }
+        Reach::Via(address) => {
+            config.cluster_url = address
+                .parse()
+                .map_err(|e| error::input(format!("{address:?} is not a URL ({e})")))?;
+            config.tls_server_name = url.host().map(str::to_string);
+        }
+    }
     if let Some(pem) = ca_pem {
         let mut ders = Vec::new();
         for pem in x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes()) {

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::error;
-use crate::profile::{Profile, RbacMode};
+use crate::profile::{Platform, Profile, RbacMode};
 use crate::validate::{self, MinorVersion};
 
 /// The SPIFFE IDs Argo CD's pods get: `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`.
@@ -267,6 +267,7 @@ impl BootstrapValues {
 #[derive(Debug, Clone)]
 pub struct SpokeInputs {
     pub spoke_name: String,
+    /// The API server URL the hub's Argo CD uses (kind: from the spoke's `kube-public/cluster-info`).
     pub spoke_server: String,
     /// PEM of the spoke API server's CA; `None` only with `insecure_skip_tls_verify`.
     pub spoke_ca_pem: Option<String>,
@@ -275,7 +276,8 @@ pub struct SpokeInputs {
     pub issuer_url: String,
     /// PEM of the CA that signs the issuer's certificate, when it is not publicly trusted.
     pub issuer_ca_pem: Option<String>,
-    pub spoke_version: MinorVersion,
+    /// OpenShift: the OpenShift version (required); Kubernetes: the Kubernetes version, if known.
+    pub spoke_version: Option<MinorVersion>,
     pub audience: Option<String>,
     pub rbac: Option<RbacMode>,
     pub gitops_namespace: Option<String>,
@@ -290,10 +292,13 @@ pub struct SpokeValues {
     pub trust_domain: String,
     pub issuer_url: String,
     pub issuer_ca_pem: Option<String>,
-    pub spoke_version: MinorVersion,
+    /// How the spoke trusts the issuer: OpenShift `Authentication`, or kube-apiserver's file.
+    pub spoke_platform: Platform,
+    pub spoke_version: Option<MinorVersion>,
     pub needs_feature_gate: bool,
     pub audience: String,
     pub rbac: RbacMode,
+    /// The namespace of the hub's Argo CD.
     pub gitops_namespace: String,
     pub identities: ArgoIdentities,
     /// The SPIFFE IDs bound on the spoke: the Argo CD server and application controller.
@@ -301,8 +306,11 @@ pub struct SpokeValues {
 }
 
 impl SpokeValues {
+    /// `hub`: the hub's profile (its Argo CD: namespace and service accounts, so the SPIFFE IDs);
+    /// `spoke`: the spoke's (how it trusts the issuer, the audience and RBAC defaults).
     pub fn resolve(
-        profile: &Profile,
+        hub: &Profile,
+        spoke: &Profile,
         inputs: &SpokeInputs,
     ) -> anyhow::Result<(SpokeValues, Vec<String>)> {
         let bad = |r: Result<(), String>| r.map_err(error::input);
@@ -319,7 +327,7 @@ impl SpokeValues {
         let gitops_namespace = inputs
             .gitops_namespace
             .clone()
-            .unwrap_or_else(|| profile.gitops().namespace.clone());
+            .unwrap_or_else(|| hub.argo().namespace);
         bad(validate::dns1123_label(
             "--gitops-namespace",
             &gitops_namespace,
@@ -327,7 +335,7 @@ impl SpokeValues {
         let audience = inputs
             .audience
             .clone()
-            .unwrap_or_else(|| profile.spoke.audience.clone());
+            .unwrap_or_else(|| spoke.spoke.audience.clone());
         if audience.trim().is_empty()
             || audience.contains(char::is_whitespace)
             || audience.contains(',')
@@ -352,14 +360,24 @@ impl SpokeValues {
             )),
             (Some(_), false) => {}
         }
-        if inputs.spoke_version < profile.spoke.openshift().min_version {
-            return Err(error::input(format!(
-                "spoke version {}: external OIDC authentication needs OpenShift {} or later",
-                inputs.spoke_version,
-                profile.spoke.openshift().min_version
-            )));
-        }
-        let identities = ArgoIdentities::new(profile, &inputs.trust_domain, &gitops_namespace);
+        let needs_feature_gate = match spoke.platform {
+            Platform::Openshift => {
+                let o = spoke.spoke.openshift();
+                let version = inputs.spoke_version.ok_or_else(|| {
+                    error::input("the OpenShift version of the spoke is required (--spoke-version)")
+                })?;
+                if version < o.min_version {
+                    return Err(error::input(format!(
+                        "spoke version {version}: external OIDC authentication needs OpenShift {} or later",
+                        o.min_version
+                    )));
+                }
+                version < o.external_oidc_ga_version
+            }
+            // The Kubernetes version is checked by preflight (reported with the other checks).
+            Platform::Kubernetes => false,
+        };
+        let identities = ArgoIdentities::new(hub, &inputs.trust_domain, &gitops_namespace);
         let values = SpokeValues {
             spoke_name: inputs.spoke_name.clone(),
             spoke_server,
@@ -368,11 +386,11 @@ impl SpokeValues {
             trust_domain: inputs.trust_domain.clone(),
             issuer_url,
             issuer_ca_pem: inputs.issuer_ca_pem.clone(),
+            spoke_platform: spoke.platform,
             spoke_version: inputs.spoke_version,
-            needs_feature_gate: inputs.spoke_version
-                < profile.spoke.openshift().external_oidc_ga_version,
+            needs_feature_gate,
             audience,
-            rbac: inputs.rbac.unwrap_or(profile.spoke.rbac),
+            rbac: inputs.rbac.unwrap_or(spoke.spoke.rbac),
             gitops_namespace,
             spiffe_ids: vec![identities.server.clone(), identities.controller.clone()],
             identities,
@@ -380,7 +398,9 @@ impl SpokeValues {
         if values.needs_feature_gate {
             warnings.push(format!(
                 "spoke version {} is below {}: the plan sets FeatureGate cluster to TechPreviewNoUpgrade, which is IRREVERSIBLE and blocks upgrades of {}",
-                values.spoke_version, profile.spoke.openshift().external_oidc_ga_version, values.spoke_name
+                inputs.spoke_version.expect("OpenShift spokes have a version"),
+                spoke.spoke.openshift().external_oidc_ga_version,
+                values.spoke_name
             ));
         }
         Ok((values, warnings))

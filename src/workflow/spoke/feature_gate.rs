@@ -32,7 +32,10 @@ impl Step<SpokeRun> for FeatureGate {
             let Some(planned) = ctx.plan.step(self.name()).next() else {
                 report.notes.push(format!(
                     "not needed on OpenShift {}",
-                    ctx.values.spoke_version
+                    ctx.values
+                        .spoke_version
+                        .map(|v| v.to_string())
+                        .unwrap_or_default()
                 ));
                 return Ok(());
             };

@@ -1,6 +1,7 @@
 //! `preflight`: read-only checks on both clusters, reported together, before anything changes.
 //! The lockout guard lives here: the spoke must be administered with a client certificate, because once
-//! external OIDC is on, only SPIFFE identities and certificates can log in.
+//! external OIDC is on, only SPIFFE identities and certificates can log in (OpenShift), and because a
+//! certificate does not depend on the authentication file add-spoke changes (Kubernetes).
 
 use anyhow::Result;
 use futures::future::BoxFuture;
@@ -10,10 +11,12 @@ use k8s_openapi::api::authorization::v1::{
 use kube::api::{Api, PostParams};
 
 use super::SpokeRun;
+use super::authn_file;
 use crate::kube::apply::api_for;
 use crate::kube::client::{Cluster, Credential, describe_kube_error, whoami};
 use crate::kube::kinds;
 use crate::preflight::{self, Check, Outcome};
+use crate::profile::Platform;
 use crate::workflow::{Step, StepReport, Workflow};
 
 pub struct Preflight;
@@ -33,17 +36,22 @@ impl Step<SpokeRun> for Preflight {
         report: &'a mut StepReport,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let warnings = preflight::run(CHECKS, ctx, &ctx.ignore).await?;
+            let checks = checks(ctx.spoke_platform());
+            let warnings = preflight::run(checks, ctx, &ctx.ignore).await?;
             for w in warnings {
                 ctx.warn(w);
             }
-            report.notes.push(format!("{} checks passed", CHECKS.len()));
+            report.notes.push(format!("{} checks passed", checks.len()));
+            if let Some(checked) = ctx.facts.lock().expect("facts").lockout_checked.clone() {
+                ctx.printer.debug(1, format!("  lockout guard: {checked}"));
+                report.notes.push(format!("lockout guard: {checked}"));
+            }
             Ok(())
         })
     }
 }
 
-const CHECKS: &[&dyn Check<SpokeRun>] = &[
+const OPENSHIFT_CHECKS: &[&dyn Check<SpokeRun>] = &[
     &LockoutGuard,
     &SpokeVersion,
     &ExistingAuthentication,
@@ -52,8 +60,37 @@ const CHECKS: &[&dyn Check<SpokeRun>] = &[
     &HubIdentity,
 ];
 
-pub fn check_names() -> Vec<&'static str> {
-    CHECKS.iter().map(|c| c.name()).collect()
+const KUBERNETES_CHECKS: &[&dyn Check<SpokeRun>] = &[
+    &LockoutGuard,
+    &SpokeVersion,
+    &AuthnConfigFile,
+    &Permissions,
+    &HubIssuer,
+    &HubIdentity,
+];
+
+fn checks(platform: Platform) -> &'static [&'static dyn Check<SpokeRun>] {
+    match platform {
+        Platform::Openshift => OPENSHIFT_CHECKS,
+        Platform::Kubernetes => KUBERNETES_CHECKS,
+    }
+}
+
+/// The preflight checks for a spoke of this platform.
+pub fn check_names(platform: Platform) -> Vec<&'static str> {
+    checks(platform).iter().map(|c| c.name()).collect()
+}
+
+/// The checks of either platform (`--ignore-preflight-errors` is checked against them before a cluster
+/// is contacted).
+pub fn all_check_names() -> Vec<&'static str> {
+    let mut names = check_names(Platform::Openshift);
+    for name in check_names(Platform::Kubernetes) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
 }
 
 struct LockoutGuard;
@@ -63,12 +100,18 @@ impl Check<SpokeRun> for LockoutGuard {
         "lockout-guard"
     }
     fn run<'a>(&'a self, ctx: &'a SpokeRun) -> BoxFuture<'a, Outcome> {
-        Box::pin(async move { lockout_guard(&ctx.spoke).await })
+        Box::pin(lockout_guard(ctx))
     }
 }
 
-/// Refuses a spoke context that would stop working once external OIDC is on.
-pub async fn lockout_guard(spoke: &Cluster) -> Outcome {
+/// Refuses a spoke context that the change could lock out: on OpenShift, anything but a client
+/// certificate stops working once external OIDC is on; on Kubernetes, a token or plugin credential may
+/// be one that the authentication file's authenticators (or a file kube-apiserver cannot load) decide
+/// about, while a client certificate is checked against the client CA, independently of the file.
+/// Records what was checked.
+pub async fn lockout_guard(ctx: &SpokeRun) -> Outcome {
+    let spoke = &ctx.spoke;
+    let platform = ctx.spoke_platform();
     let how = match spoke.credential {
         Credential::ClientCertificate => None,
         Credential::BearerToken => Some("a bearer token"),
@@ -78,13 +121,32 @@ pub async fn lockout_guard(spoke: &Cluster) -> Outcome {
         Credential::None => Some("no credential"),
     };
     if let Some(how) = how {
-        return Outcome::error(format!(
-            "context {} authenticates with {how}: after this change only SPIFFE identities and client certificates can log in to the spoke, so this context would be locked out; use a context with a client certificate (the installer's admin kubeconfig)",
-            spoke.context
-        ));
+        return Outcome::error(match platform {
+            Platform::Openshift => format!(
+                "context {} authenticates with {how}: after this change only SPIFFE identities and client certificates can log in to the spoke, so this context would be locked out; use a context with a client certificate (the installer's admin kubeconfig)",
+                spoke.context
+            ),
+            Platform::Kubernetes => format!(
+                "context {} authenticates with {how}: add-spoke changes the spoke's authentication file, and a token or plugin credential may depend on what that file says (or be locked out by a file kube-apiserver cannot load); use a context with a client certificate, which kube-apiserver checks against its client CA whatever the file says (kind's admin kubeconfig: kind get kubeconfig --name <spoke>)",
+                spoke.context
+            ),
+        });
     }
     match whoami(&spoke.client).await {
-        Ok((user, _)) if !user.is_empty() => Outcome::ok(),
+        Ok((user, _)) if !user.is_empty() => {
+            let checked = match platform {
+                Platform::Openshift => format!(
+                    "context {} authenticates with a client certificate (SelfSubjectReview: {user}), which keeps working with external OIDC",
+                    spoke.context
+                ),
+                Platform::Kubernetes => format!(
+                    "context {} authenticates with a client certificate (SelfSubjectReview: {user}), which kube-apiserver verifies with its client CA, independently of the authentication file",
+                    spoke.context
+                ),
+            };
+            ctx.facts.lock().expect("facts").lockout_checked = Some(checked);
+            Outcome::ok()
+        }
         Ok(_) => Outcome::error(format!(
             "context {}: SelfSubjectReview returned no username",
             spoke.context
@@ -105,8 +167,19 @@ impl Check<SpokeRun> for SpokeVersion {
     }
     fn run<'a>(&'a self, ctx: &'a SpokeRun) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
-            let v = ctx.values.spoke_version;
-            let p = ctx.profile.spoke.openshift();
+            let Some(v) = ctx.values.spoke_version else {
+                return Outcome::error("the spoke's version is unknown");
+            };
+            if ctx.spoke_platform() == Platform::Kubernetes {
+                let min = ctx.spoke_profile.spoke.kubernetes().min_version;
+                if v < min {
+                    return Outcome::error(format!(
+                        "the spoke runs Kubernetes {v}; structured authentication (apiserver.config.k8s.io/v1beta1, on by default) needs {min} or later"
+                    ));
+                }
+                return Outcome::ok();
+            }
+            let p = ctx.spoke_profile.spoke.openshift();
             if v < p.min_version {
                 return Outcome::error(format!(
                     "the spoke runs OpenShift {v}; external OIDC authentication needs {} or later",
@@ -180,7 +253,13 @@ impl Check<SpokeRun> for ExistingAuthentication {
                         .cloned()
                         .unwrap_or_default();
                     let ours = providers.iter().all(|p| {
-                        p["name"] == ctx.profile.spoke.openshift().oidc_provider_name.as_str()
+                        p["name"]
+                            == ctx
+                                .spoke_profile
+                                .spoke
+                                .openshift()
+                                .oidc_provider_name
+                                .as_str()
                             && p["issuer"]["issuerURL"] == ctx.values.issuer_url.as_str()
                     });
                     if ours {
@@ -249,16 +328,26 @@ impl Check<SpokeRun> for Permissions {
                     }
                 }
             }
-            // The backup of the Authentication spec, and the exec into Argo CD's pods.
-            let backup = allowed(
-                &ctx.spoke,
-                "create",
-                "",
-                "configmaps",
-                Some("openshift-config"),
-                None,
-            )
-            .await;
+            // The backup of the Authentication spec (OpenShift), and the exec into Argo CD's pods.
+            let mut extra = Vec::new();
+            if ctx.spoke_platform() == Platform::Openshift {
+                let backup = allowed(
+                    &ctx.spoke,
+                    "create",
+                    "",
+                    "configmaps",
+                    Some("openshift-config"),
+                    None,
+                )
+                .await;
+                extra.push((
+                    backup,
+                    format!(
+                        "create configmaps in openshift-config on {}",
+                        ctx.spoke.context
+                    ),
+                ));
+            }
             let exec = allowed(
                 &ctx.hub,
                 "create",
@@ -268,22 +357,14 @@ impl Check<SpokeRun> for Permissions {
                 Some("exec"),
             )
             .await;
-            for (ok, what) in [
-                (
-                    backup,
-                    format!(
-                        "create configmaps in openshift-config on {}",
-                        ctx.spoke.context
-                    ),
+            extra.push((
+                exec,
+                format!(
+                    "create pods/exec in {} on {}",
+                    ctx.values.gitops_namespace, ctx.hub.context
                 ),
-                (
-                    exec,
-                    format!(
-                        "create pods/exec in {} on {}",
-                        ctx.values.gitops_namespace, ctx.hub.context
-                    ),
-                ),
-            ] {
+            ));
+            for (ok, what) in extra {
                 match ok {
                     Ok(true) => {}
                     Ok(false) => denied.push(what),
@@ -387,6 +468,42 @@ impl Check<SpokeRun> for HubIdentity {
                     ctx.hub.context
                 )),
             }
+        })
+    }
+}
+
+struct AuthnConfigFile;
+
+impl Check<SpokeRun> for AuthnConfigFile {
+    fn name(&self) -> &'static str {
+        "authn-config-file"
+    }
+    fn run<'a>(&'a self, ctx: &'a SpokeRun) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let file = match ctx.authn_file() {
+                Ok(f) => f,
+                Err(e) => return Outcome::error(crate::error::one_line(&e)),
+            };
+            let text = match file.read() {
+                Ok(t) => t,
+                Err(e) => return Outcome::error(crate::error::one_line(&e)),
+            };
+            let current = match file.parse(&text) {
+                Ok(c) => c,
+                Err(e) => return Outcome::error(crate::error::one_line(&e)),
+            };
+            if let Err(why) = file.check_writable() {
+                return Outcome::error(why);
+            }
+            let desired = authn_file::desired(&current, authn_file::authenticator(&ctx.values));
+            if let Err(errors) = desired.validate() {
+                return Outcome::error(format!(
+                    "{}: with the hub's authenticator the file would be invalid ({})",
+                    file.path.display(),
+                    errors.join("; ")
+                ));
+            }
+            Outcome::ok()
         })
     }
 }

@@ -1,46 +1,82 @@
 //! `remove-spoke`'s steps: undo add-spoke in the safe order. The cluster Secret goes first (Argo CD stops
 //! using the spoke), then the saved Authentication spec is restored and rolled out, then the RBAC, the
 //! issuer CA and finally the backup are removed. The feature set is never touched: TechPreviewNoUpgrade
-//! cannot be undone.
+//! cannot be undone. On a Kubernetes (kind) spoke the authentication file is restored instead: the
+//! backup byte for byte while the file is still what add-spoke wrote, else only the hub's authenticator
+//! is removed.
 
 use anyhow::Result;
 use futures::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
+use super::authn_file;
 use super::{BACKUP_CONFIGMAP, BACKUP_KEY, SpokeRun};
 use crate::error::Error;
 use crate::kube::apply::{Change, api_for};
 use crate::kube::client::{describe_kube_error, whoami};
 use crate::kube::kinds::{self, Kind};
 use crate::preflight::{self, Check, Outcome};
-use crate::profile::Side;
+use crate::profile::{Platform, Side};
 use crate::workflow::{ObjectChange, Step, StepReport, Workflow};
 
-/// The steps of `remove-spoke`, in order.
-pub fn steps() -> Vec<&'static dyn Step<SpokeRun>> {
-    vec![
-        &Preflight,
-        &UnregisterArgocd,
-        &RestoreAuthentication,
-        &super::apiserver_rollout::ApiserverRollout,
-        &DeleteRbac,
-        &DeleteIssuerCa,
-        &Cleanup,
-    ]
+/// The steps of `remove-spoke` for a spoke of this platform, in order.
+pub fn steps(platform: Platform) -> Vec<&'static dyn Step<SpokeRun>> {
+    match platform {
+        Platform::Openshift => vec![
+            &Preflight,
+            &UnregisterArgocd,
+            &RestoreAuthentication,
+            &super::apiserver_rollout::ApiserverRollout,
+            &DeleteRbac,
+            &DeleteIssuerCa,
+            &Cleanup,
+        ],
+        Platform::Kubernetes => vec![
+            &Preflight,
+            &UnregisterArgocd,
+            &RestoreAuthnConfig,
+            &DeleteRbac,
+            &Cleanup,
+        ],
+    }
 }
 
 pub fn step_help() -> String {
-    steps()
-        .iter()
-        .map(|s| format!("  {:<18} {}", s.name(), s.about()))
-        .collect::<Vec<_>>()
-        .join("\n")
+    super::step_help_for(&[
+        (
+            "Steps for an OpenShift spoke, in order (--skip/--only take these names)",
+            steps(Platform::Openshift),
+        ),
+        (
+            "Steps for a Kubernetes (kind) spoke, in order",
+            steps(Platform::Kubernetes),
+        ),
+    ])
 }
 
-const CHECKS: &[&dyn Check<SpokeRun>] = &[&LockoutGuard, &SavedSpec];
+const OPENSHIFT_CHECKS: &[&dyn Check<SpokeRun>] = &[&LockoutGuard, &SavedSpec];
+const KUBERNETES_CHECKS: &[&dyn Check<SpokeRun>] = &[&LockoutGuard, &AuthnConfigFile];
 
-pub fn check_names() -> Vec<&'static str> {
-    CHECKS.iter().map(|c| c.name()).collect()
+fn checks(platform: Platform) -> &'static [&'static dyn Check<SpokeRun>] {
+    match platform {
+        Platform::Openshift => OPENSHIFT_CHECKS,
+        Platform::Kubernetes => KUBERNETES_CHECKS,
+    }
+}
+
+pub fn check_names(platform: Platform) -> Vec<&'static str> {
+    checks(platform).iter().map(|c| c.name()).collect()
+}
+
+/// The checks of either platform.
+pub fn all_check_names() -> Vec<&'static str> {
+    let mut names = check_names(Platform::Openshift);
+    for name in check_names(Platform::Kubernetes) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
 }
 
 /// The saved pre-OIDC spec: the copy on the spoke, else the local file.
@@ -97,7 +133,7 @@ impl Step<SpokeRun> for Preflight {
         "preflight"
     }
     fn about(&self) -> &'static str {
-        "check the lockout guard and that the previous Authentication spec was saved"
+        "check the lockout guard and that what add-spoke changed can be restored"
     }
     fn apply<'a>(
         &'a self,
@@ -105,10 +141,14 @@ impl Step<SpokeRun> for Preflight {
         report: &'a mut StepReport,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            for w in preflight::run(CHECKS, ctx, &ctx.ignore).await? {
+            let checks = checks(ctx.spoke_platform());
+            for w in preflight::run(checks, ctx, &ctx.ignore).await? {
                 ctx.warn(w);
             }
-            report.notes.push(format!("{} checks passed", CHECKS.len()));
+            report.notes.push(format!("{} checks passed", checks.len()));
+            if let Some(checked) = ctx.facts.lock().expect("facts").lockout_checked.clone() {
+                report.notes.push(format!("lockout guard: {checked}"));
+            }
             Ok(())
         })
     }
@@ -121,7 +161,7 @@ impl Check<SpokeRun> for LockoutGuard {
         "lockout-guard"
     }
     fn run<'a>(&'a self, ctx: &'a SpokeRun) -> BoxFuture<'a, Outcome> {
-        Box::pin(super::preflight::lockout_guard(&ctx.spoke))
+        Box::pin(super::preflight::lockout_guard(ctx))
     }
 }
 
@@ -247,7 +287,7 @@ impl Step<SpokeRun> for DeleteRbac {
         report: &'a mut StepReport,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let p = &ctx.profile.spoke;
+            let p = &ctx.spoke_profile.spoke;
             for (kind, name) in [
                 ("ClusterRoleBinding", &p.cluster_role_binding),
                 ("ClusterRole", &p.cluster_role),
@@ -276,7 +316,7 @@ impl Step<SpokeRun> for DeleteIssuerCa {
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let k = kinds::known("v1", "ConfigMap");
-            let name = &ctx.profile.spoke.openshift().issuer_ca_config_map;
+            let name = &ctx.spoke_profile.spoke.openshift().issuer_ca_config_map;
             delete_recorded(ctx, report, Side::Spoke, k, Some("openshift-config"), name).await
         })
     }
@@ -297,6 +337,10 @@ impl Step<SpokeRun> for Cleanup {
         report: &'a mut StepReport,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
+            // Kubernetes: the backup file went with restore-authn-config.
+            if ctx.spoke_platform() == Platform::Kubernetes {
+                return Ok(());
+            }
             let k = kinds::known("v1", "ConfigMap");
             delete_recorded(
                 ctx,
@@ -330,6 +374,106 @@ impl Step<SpokeRun> for Cleanup {
                 "the certificate admin of {} still works",
                 ctx.spoke.context
             ));
+            Ok(())
+        })
+    }
+}
+
+struct AuthnConfigFile;
+
+impl Check<SpokeRun> for AuthnConfigFile {
+    fn name(&self) -> &'static str {
+        "authn-config-file"
+    }
+    fn run<'a>(&'a self, ctx: &'a SpokeRun) -> BoxFuture<'a, Outcome> {
+        Box::pin(async move {
+            let checked = ctx.authn_file().and_then(|file| {
+                let text = file.read()?;
+                file.parse(&text)?;
+                file.read_backup()?;
+                file.check_writable().map_err(crate::error::input)?;
+                Ok(())
+            });
+            match checked {
+                Ok(()) => Outcome::ok(),
+                Err(e) => Outcome::error(crate::error::one_line(&e)),
+            }
+        })
+    }
+}
+
+struct RestoreAuthnConfig;
+
+impl Step<SpokeRun> for RestoreAuthnConfig {
+    fn name(&self) -> &'static str {
+        "restore-authn-config"
+    }
+    fn about(&self) -> &'static str {
+        "restore the spoke's authentication file from its backup, or remove only the hub's authenticator"
+    }
+    fn apply<'a>(
+        &'a self,
+        ctx: &'a SpokeRun,
+        report: &'a mut StepReport,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let file = ctx.authn_file()?;
+            let issuer = &ctx.values.issuer_url;
+            let text = file.read()?;
+            let current = file.parse(&text)?;
+            let backup = file.read_backup()?;
+            let writes = ctx.applier.writes();
+            let change = match &backup {
+                Some(saved) if authn_file::written_over(&text, saved, issuer) => {
+                    if writes {
+                        crate::kind::write_atomically(&file.path, saved.as_bytes())?;
+                        std::fs::remove_file(&file.backup).map_err(|e| {
+                            anyhow::anyhow!("removing {}: {e}", file.backup.display())
+                        })?;
+                        report.notes.push(format!(
+                            "restored {} byte for byte from {} (and removed the backup)",
+                            file.path.display(),
+                            file.backup.display()
+                        ));
+                        Change::Configured
+                    } else {
+                        Change::WouldConfigure
+                    }
+                }
+                _ => match authn_file::without(&current, issuer) {
+                    Some(config) => {
+                        let why = match &backup {
+                            Some(_) => format!(
+                                "{} was changed since add-spoke wrote it, so its backup {} is not put back (and is left there)",
+                                file.path.display(),
+                                file.backup.display()
+                            ),
+                            None => format!("{} has no backup", file.path.display()),
+                        };
+                        ctx.warn(format!(
+                            "{why}: removing only the JWT authenticator for {issuer}, keeping the rest of the file"
+                        ));
+                        if writes {
+                            config.write_atomically(&file.path)?;
+                            Change::Configured
+                        } else {
+                            Change::WouldConfigure
+                        }
+                    }
+                    None => {
+                        report.notes.push(format!(
+                            "{} has no authenticator for {issuer}: nothing to restore",
+                            file.path.display()
+                        ));
+                        Change::Unchanged
+                    }
+                },
+            };
+            report.changes.push(ObjectChange {
+                cluster: ctx.values.spoke_name.clone(),
+                object: format!("file {}", file.path.display()),
+                change,
+            });
             Ok(())
         })
     }

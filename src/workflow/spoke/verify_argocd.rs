@@ -1,6 +1,9 @@
 //! `verify-argocd`: Argo CD itself can use the registration. Reads the cluster Secret back from the hub,
 //! runs the exec plugin in the application controller pod with the Secret's execProviderConfig, and calls
-//! the Secret's server with the Secret's TLS settings, as Argo CD will.
+//! the Secret's server with the Secret's TLS settings, as Argo CD will. A server this machine cannot
+//! resolve (kind: `https://<spoke>-control-plane:6443`, a name on the docker network) is reached through
+//! `HTTPS_PROXY`, or at the kubeconfig's address with the certificate still verified for the Secret's
+//! host name.
 
 use anyhow::Result;
 use base64::Engine;
@@ -11,7 +14,7 @@ use serde_json::Value;
 
 use super::SpokeRun;
 use crate::error::Error;
-use crate::kube::client::token_client;
+use crate::kube::client::{Reach, token_client_reaching};
 use crate::verify::identity::{self, Plugin};
 use crate::workflow::{Step, StepReport};
 
@@ -105,12 +108,14 @@ impl Step<SpokeRun> for VerifyArgocd {
                 ctx.exec_timeout,
             )
             .await?;
-            let client = token_client(&server, ca.as_deref(), insecure, &token)?;
+            let reach = Reach::find(&server, &ctx.spoke.server).await;
+            let client = token_client_reaching(&server, ca.as_deref(), insecure, &token, &reach)?;
             let username =
                 super::verify_identity::check_login(&client, ctx, &proven.claims.sub).await?;
             super::verify_identity::check_rights(&client, ctx, &username).await?;
             report.notes.push(format!(
-                "Argo CD's application controller reaches {server} as {username}"
+                "Argo CD's application controller reaches {} as {username}",
+                reach.describe(&server)
             ));
             ctx.facts.lock().expect("facts").argocd_reached = Some(server);
             if let Some(smoke) = &ctx.smoke_test {

@@ -69,7 +69,7 @@ pub async fn check_login(client: &kube::Client, ctx: &SpokeRun, expected: &str) 
     let (username, _groups) = whoami(client).await.map_err(|e| {
         let why = match status_code(&e) {
             Some(401) => format!(
-                "the spoke rejected the JWT-SVID (401): its API server does not accept tokens from {} with audience {:?} yet (issuer CA, audience, or the rollout?)",
+                "the spoke rejected the JWT-SVID (401): its API server does not accept tokens from {} with audience {:?} (issuer CA, audience, or is the change not in effect yet?)",
                 ctx.values.issuer_url, ctx.values.audience
             ),
             _ => format!("SelfSubjectReview with the JWT-SVID failed ({})", describe_kube_error(&e)),
@@ -120,7 +120,7 @@ pub async fn check_rights(client: &kube::Client, ctx: &SpokeRun, username: &str)
         if !ask(verb, group, resource, *ns).await? {
             return Err(Error::Verification(format!(
                 "{username} may not {verb} {resource} on the spoke: the ClusterRoleBinding {} is missing or does not name it",
-                ctx.profile.spoke.cluster_role_binding
+                ctx.spoke_profile.spoke.cluster_role_binding
             ))
             .into());
         }
