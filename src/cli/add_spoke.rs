@@ -147,6 +147,13 @@ impl SpokeTargetArgs {
             .unwrap_or_else(crate::state::default_dir)
     }
 
+    /// `--authn-config-dir`, made absolute (for messages and reports).
+    pub fn authn_config_dir(&self) -> Option<PathBuf> {
+        self.authn_config_dir
+            .as_deref()
+            .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.to_path_buf()))
+    }
+
     /// Loads the profiles the flags name, so that a wrong one is refused before a cluster is contacted.
     pub fn check_profiles(&self, global: &GlobalArgs) -> Result<()> {
         for spec in [global.profile.as_deref(), self.spoke_profile.as_deref()]
@@ -301,7 +308,7 @@ pub fn exec(global: &GlobalArgs, args: &AddSpokeArgs, printer: &Printer) -> Resu
         }
         if args.live.dry_run == Some(DryRun::Client) {
             print_plan(printer, &plan)?;
-            if let Some(dir) = &args.target.authn_config_dir {
+            if let Some(dir) = &args.target.authn_config_dir() {
                 let file = authn_file::AuthnFile::new(dir, spoke_profile);
                 let current = file.read().and_then(|t| file.parse(&t))?;
                 let desired = authn_file::desired(&current, authn_file::authenticator(&values));
@@ -318,7 +325,7 @@ pub fn exec(global: &GlobalArgs, args: &AddSpokeArgs, printer: &Printer) -> Resu
                 "its kube-apiserver will trust {} (audience {}) through {}",
                 values.issuer_url,
                 values.audience,
-                args.target.authn_config_dir.as_deref().unwrap_or(std::path::Path::new(".")).display()
+                args.target.authn_config_dir().unwrap_or_default().display()
             ),
         };
         args.live.confirm(
@@ -347,7 +354,7 @@ pub fn exec(global: &GlobalArgs, args: &AddSpokeArgs, printer: &Printer) -> Resu
             state_dir: args.target.state_dir(),
             facts: Mutex::new(spoke::Facts { warnings, ..Default::default() }),
             smoke_test: args.smoke_test.clone().map(|repo| spoke::SmokeTest { repo, path: args.smoke_test_path.clone() }),
-            authn_config_dir: args.target.authn_config_dir.clone(),
+            authn_config_dir: args.target.authn_config_dir(),
         };
         let runner = Runner { steps: &steps, selection: args.live.selection() };
         let (reports, result) = runner.run(&ctx).await;

@@ -130,7 +130,7 @@ pub fn exec(global: &GlobalArgs, args: &RemoveSpokeArgs, printer: &Printer) -> R
             state_dir: args.target.state_dir(),
             facts: Mutex::new(spoke::Facts::default()),
             smoke_test: None,
-            authn_config_dir: args.target.authn_config_dir.clone(),
+            authn_config_dir: args.target.authn_config_dir(),
         };
         let runner = Runner { steps: &steps, selection: args.live.selection() };
         let (reports, result) = runner.run(&ctx).await;
