@@ -25,12 +25,47 @@ impl Clusters {
         clusters: &[(&str, &str)],
         configure: impl FnOnce(SimConfig) -> SimConfig,
     ) -> Clusters {
+        Clusters::start_in(tempfile::tempdir().unwrap(), clusters, configure)
+    }
+
+    /// Clusters whose `kind_spokes` (kind clusters among `clusters`) run kube-apiserver with
+    /// `--authentication-config`, as `kind create cluster --config` with a `kind-config` spoke config
+    /// does: `kind-config --hub hub --spoke NAME... --dir <dir>/kind` writes the initial files, and each
+    /// spoke starts with `SimConfig::authentication_config(name, <dir>/kind/<name>-authn/...)`.
+    pub fn start_kind_spokes(clusters: &[(&str, &str)], kind_spokes: &[&str]) -> Clusters {
+        let dir = tempfile::tempdir().unwrap();
+        let kind_dir = dir.path().join("kind");
+        if !kind_spokes.is_empty() {
+            let mut args = vec!["kind-config", "--hub", "hub"];
+            for spoke in kind_spokes {
+                args.extend(["--spoke", spoke]);
+            }
+            let kind_dir_arg = kind_dir.to_str().unwrap().to_string();
+            args.extend(["--dir", &kind_dir_arg, "-q"]);
+            crate::support::ztwim(&args).success();
+        }
+        let files: Vec<(String, PathBuf)> = kind_spokes
+            .iter()
+            .map(|s| (s.to_string(), authn_file_in(&kind_dir, s)))
+            .collect();
+        Clusters::start_in(dir, clusters, move |mut config| {
+            for (name, path) in &files {
+                config = config.authentication_config(name, path);
+            }
+            config
+        })
+    }
+
+    fn start_in(
+        dir: tempfile::TempDir,
+        clusters: &[(&str, &str)],
+        configure: impl FnOnce(SimConfig) -> SimConfig,
+    ) -> Clusters {
         let mut config = SimConfig::new().controller_delay(Duration::from_millis(0));
         for (name, profile) in clusters {
             config = config.cluster(name, Profile::parse(profile).expect("a kubesim profile"));
         }
         let sim = Sim::start(configure(config)).expect("kubesim starts");
-        let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         sim.write_kubeconfig(&kubeconfig).unwrap();
         Clusters {
@@ -38,6 +73,17 @@ impl Clusters {
             dir,
             kubeconfig,
         }
+    }
+
+    /// The `--authn-config-dir` of a spoke started by [`Clusters::start_kind_spokes`]: the directory
+    /// kind-config wrote for it (`<dir>/kind/<spoke>-authn`).
+    pub fn authn_dir(&self, spoke: &str) -> PathBuf {
+        self.dir.path().join("kind").join(format!("{spoke}-authn"))
+    }
+
+    /// The authentication file the spoke's kube-apiserver reads.
+    pub fn authn_file(&self, spoke: &str) -> PathBuf {
+        authn_file_in(&self.dir.path().join("kind"), spoke)
     }
 
     /// Adds contexts with other users to the kubeconfig: `(context, cluster, user)`.
@@ -115,6 +161,12 @@ impl Clusters {
             c.reset_counters();
         }
     }
+}
+
+fn authn_file_in(kind_dir: &std::path::Path, spoke: &str) -> PathBuf {
+    kind_dir
+        .join(format!("{spoke}-authn"))
+        .join("authentication-config.yaml")
 }
 
 /// The JSON document a live command printed with `-o json`.
