@@ -325,9 +325,9 @@ fn report(
         "command": "bootstrap",
         "context": ctx.hub.context,
         "dryRun": ctx.applier.dry_run,
+        "profile": ctx.profile.name,
+        "platform": ctx.profile.platform,
         "values": {
-            "platform": ctx.profile.platform,
-            "profile": ctx.profile.name,
             "appDomain": v.openshift.as_ref().map(|o| &o.app_domain),
             "trustDomain": v.trust_domain,
             "clusterName": v.cluster_name,

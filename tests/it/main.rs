@@ -7,6 +7,7 @@ mod cli;
 mod e2e_script;
 mod kind_config;
 mod live_hub;
+mod live_kind_hub;
 mod live_kind_spoke;
 mod live_refusals;
 mod live_spoke;
