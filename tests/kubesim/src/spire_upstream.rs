@@ -35,7 +35,7 @@
 //! `podsSelected`, `podEntryRenderFailures`, `entriesMasked`, `entriesToSet`, `entryFailures`)
 //! while the controller manager runs. A pod selected by several gets the ID of the oldest.
 //!
-//! **The OIDC discovery provider**: while its Deployment is available, kubesim serves HTTPS
+//! **The OIDC discovery provider**: while its Deployment has a Ready pod, kubesim serves HTTPS
 //! with the certificate and key of `serving_cert_file` (files of a mounted Secret; reloaded
 //! when it changes), `GET /.well-known/openid-configuration` for a `Host` listed in `domains`
 //! (else 400 `domain "h" is not allowed`), with `issuer` = `jwt_issuer` or `https://<Host>` and
@@ -64,8 +64,8 @@ use crate::selectors::LabelSelector;
 use crate::sim::ClusterHandle;
 use crate::spire::{ServerSettings, WorkloadApi, json_response, parse_go_duration, text};
 use crate::workloads::{
-    daemonset_ready, deployment_available, has_condition, is_deleting, meta, statefulset_ready,
-    update_object, update_status,
+    daemonset_ready, has_condition, is_deleting, meta, statefulset_ready, update_object,
+    update_status,
 };
 
 pub const SERVER_IMAGE: &str = "ghcr.io/spiffe/spire-server";
@@ -1243,7 +1243,7 @@ fn reconcile_providers(c: &ClusterHandle) {
         let Some(ct) = container_with_image(spec, OIDC_IMAGE) else {
             continue;
         };
-        if is_deleting(&d) || !deployment_available(&d) {
+        if is_deleting(&d) || ready_pods(c, &d).is_empty() {
             continue;
         }
         let ns = meta(&d, "namespace").to_string();
@@ -1301,6 +1301,27 @@ fn reconcile_providers(c: &ClusterHandle) {
     }
 }
 
+/// The Ready pods of a Deployment (the endpoints of a Service selecting them).
+fn ready_pods(c: &ClusterHandle, d: &Value) -> Vec<Value> {
+    let selector = LabelSelector::from_object(d.pointer("/spec/selector").unwrap_or(&Value::Null));
+    if selector.is_empty() {
+        return Vec::new();
+    }
+    c.list("v1", "Pod", Some(meta(d, "namespace")))
+        .into_iter()
+        .filter(|p| selector.matches(p) && !is_deleting(p) && has_condition(p, "Ready", "True"))
+        .collect()
+}
+
+/// A pod started (called by the workloads controller right after it made a pod Ready, so that
+/// a provider is routed before its Deployment reports Available, as kube-proxy follows the
+/// endpoints).
+pub(crate) fn pod_started(c: &ClusterHandle, pod: &Value) {
+    if !c.profile().is_openshift() && container_with_image(&pod["spec"], OIDC_IMAGE).is_some() {
+        reconcile_providers(c);
+    }
+}
+
 /// The provider's HTTPS listener (started once per Deployment), now serving `cert`.
 fn provider_listener(c: &ClusterHandle, key: &str, cert: Arc<CertifiedKey>) -> Option<SocketAddr> {
     let mut providers = c.hub().upstream.providers.lock().unwrap();
@@ -1351,15 +1372,8 @@ fn provider_has_keys(c: &ClusterHandle, d: &Value, conf: &ProviderConf) -> bool 
     if *td != server.trust_domain {
         return false;
     }
-    let selector = LabelSelector::from_object(d.pointer("/spec/selector").unwrap_or(&Value::Null));
-    c.list("v1", "Pod", Some(meta(d, "namespace")))
+    ready_pods(c, d)
         .iter()
-        .filter(|p| {
-            !selector.is_empty()
-                && selector.matches(p)
-                && !is_deleting(p)
-                && has_condition(p, "Ready", "True")
-        })
         .any(|p| pod_spiffe_id(c, p).is_some())
 }
 
@@ -1372,7 +1386,7 @@ fn serve_provider(
 ) -> Response<Full<Bytes>> {
     let Some(d) = c
         .get("apps/v1", "Deployment", Some(ns), name)
-        .filter(|d| deployment_available(d) && !is_deleting(d))
+        .filter(|d| !ready_pods(c, d).is_empty() && !is_deleting(d))
     else {
         return plain(
             StatusCode::SERVICE_UNAVAILABLE,

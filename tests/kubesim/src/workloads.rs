@@ -672,6 +672,11 @@ fn start_pod(c: &ClusterHandle, ns: &str, name: &str) {
         }
         p["status"] = status;
     });
+    if problems.is_empty()
+        && let Some(started) = c.get("v1", "Pod", Some(ns), name)
+    {
+        crate::spire_upstream::pod_started(c, &started);
+    }
 }
 
 fn owned_pods(c: &ClusterHandle, owner: &Value) -> Vec<Value> {
