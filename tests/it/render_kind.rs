@@ -185,7 +185,7 @@ fn the_issuer_and_trust_domain_come_from_flags() {
 
 #[test]
 fn the_yaml_plan_says_where_the_withheld_secret_is() {
-    let out = ztwim(&kind_bootstrap_args()).success();
+    let out = ztwim(kind_bootstrap_args()).success();
     assert!(
         out.stdout
             .contains("Secret spire/spire-oidc-tls holds a private key")
