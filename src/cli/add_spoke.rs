@@ -40,7 +40,7 @@ Kubernetes (kind) spokes: --authn-config-dir DIR is the directory kind-config wr
 authentication-config.yaml the spoke's kube-apiserver reads. add-spoke saves it as authentication-config.yaml.ztwim-hub-backup, adds the hub's \
 JWT authenticator and waits (up to --timeout) until a JWT-SVID from the hub authenticates; if that fails, the file is put back.\n\n\
 Examples:\n  ztwim-hub add-spoke --hub-context hub --spoke-context spoke-a --dry-run=client\n  ztwim-hub add-spoke --hub-context hub --spoke-context spoke-a --yes -o json\n  \
-ztwim-hub add-spoke --hub-context kind-hub --spoke-context kind-spoke-a --name spoke-a --authn-config-dir kind/spoke-a-authn --yes",
+ztwim-hub add-spoke --hub-context hub --spoke-context spoke-k --authn-config-dir kind/spoke-k-authn",
         spoke::step_help()
     )
 }

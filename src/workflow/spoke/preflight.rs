@@ -460,6 +460,20 @@ impl Check<SpokeRun> for HubIdentity {
                     for w in proven.warnings {
                         ctx.warn(w);
                     }
+                    if ctx.spoke_platform() == Platform::Kubernetes {
+                        // The application controller is the one that will call the spoke.
+                        let selector = ctx.argocd_selector("application-controller");
+                        let ns = &ctx.values.gitops_namespace;
+                        if let Err(e) =
+                            crate::kube::wait::ready_pod(&ctx.hub, ns, &selector, ctx.timeout).await
+                        {
+                            return Outcome::error(format!(
+                                "the hub's Argo CD application controller is not running ({}); run ztwim-hub bootstrap --context {} first",
+                                crate::error::one_line(&e),
+                                ctx.hub.context
+                            ));
+                        }
+                    }
                     Outcome::ok()
                 }
                 Err(e) => Outcome::error(format!(

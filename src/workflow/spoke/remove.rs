@@ -329,7 +329,7 @@ impl Step<SpokeRun> for Cleanup {
         "cleanup"
     }
     fn about(&self) -> &'static str {
-        "delete the saved spec; check the certificate admin still works"
+        "delete the saved spec (OpenShift); check the certificate admin still works"
     }
     fn apply<'a>(
         &'a self,
@@ -409,7 +409,7 @@ impl Step<SpokeRun> for RestoreAuthnConfig {
         "restore-authn-config"
     }
     fn about(&self) -> &'static str {
-        "restore the spoke's authentication file from its backup, or remove only the hub's authenticator"
+        "restore the authentication file, or remove only the hub's authenticator"
     }
     fn apply<'a>(
         &'a self,
