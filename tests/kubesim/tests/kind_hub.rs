@@ -449,7 +449,12 @@ fn authn_config(issuer: &str, ca_pem: &str) -> String {
 
 /// A hub and a spoke whose authentication file starts empty.
 fn start_pair(hub: Profile, spoke: Profile, authn: &Path) -> Sim {
+    start_pair_with_delay(hub, spoke, authn, 0)
+}
+
+fn start_pair_with_delay(hub: Profile, spoke: Profile, authn: &Path, delay_ms: u64) -> Sim {
     let mut config = SimConfig::new()
+        .controller_delay(Duration::from_millis(delay_ms))
         .cluster("hub", hub)
         .cluster("spoke", spoke.clone())
         .argocd_settings(ArgoCdSettings {
@@ -646,9 +651,23 @@ spec:
 
 #[tokio::test]
 async fn kind_hub_serves_its_issuer_and_argocd_identities_to_a_kind_spoke() {
+    kind_hub_and_spoke(0).await;
+}
+
+#[tokio::test]
+async fn kind_hub_and_spoke_with_a_controller_delay() {
+    kind_hub_and_spoke(100).await;
+}
+
+async fn kind_hub_and_spoke(delay_ms: u64) {
     let dir = tempfile::tempdir().unwrap();
     let authn = dir.path().join("authentication-config.yaml");
-    let sim = start_pair(Profile::kind("1.34"), Profile::kind("1.34"), &authn);
+    let sim = start_pair_with_delay(
+        Profile::kind("1.34"),
+        Profile::kind("1.34"),
+        &authn,
+        delay_ms,
+    );
     let hub = sim.cluster("hub");
     let spoke = sim.cluster("spoke");
     let ca = bring_up_hub(&sim, true).await;
