@@ -19,7 +19,10 @@
 //!
 //! In the pods of an Argo CD namespace, `/binaries/k8s-spiffe-workload-jwt-exec-auth` (run
 //! directly, through `env NAME=VALUE ...`, or `sh -c`/`bash -c "NAME=VALUE ... <plugin>"`)
-//! behaves like the real plugin, see [`exec_plugin`].
+//! behaves like the real plugin, see [`exec_plugin`]. The same plugin runs in the pods of
+//! upstream Argo CD (`install.yaml`, any cluster, no operator): `argocd-server` and
+//! `argocd-application-controller`, registered per pod from its spec by [`ArgoCdPods`]. The
+//! SVID's SPIFFE ID is what SPIRE gives the pod ([`ClusterHandle::pod_spiffe_id`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -692,11 +695,12 @@ enum Via {
 ///   `SPIFFE_JWT_AUDIENCE` (default `k8s`), `EXEC_CREDENTIAL_VERSION` (default `v1`), on top
 ///   of the container's `env`;
 /// - hangs (no output, never exits) when the socket is not in a `csi.spiffe.io` volume mounted
-///   at the socket's directory, when SPIRE (server, agent, CSI driver) is not Ready, or when
-///   the pod's namespace starts with `openshift-` (ZTWIM issues no identities there); from
-///   v0.0.7 `-timeout 5s` makes it give up instead (exit 1, "context deadline exceeded");
-/// - otherwise prints the YAML ExecCredential with a JWT-SVID for
-///   `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`. `expirationTimestamp` is
+///   at the socket's directory, or when SPIRE gives the pod no identity: SPIRE (server, agent,
+///   CSI driver) not ready, on OpenShift a namespace starting with `openshift-` (ZTWIM issues
+///   no identities there), on kind no ClusterSPIFFEID selecting the pod; from v0.0.7
+///   `-timeout 5s` makes it give up instead (exit 1, "context deadline exceeded");
+/// - otherwise prints the YAML ExecCredential with a JWT-SVID for the pod's SPIFFE ID
+///   (OpenShift: `spiffe://<trust domain>/ns/<namespace>/sa/<service account>`). `expirationTimestamp` is
 ///   the token's `exp` plus half its remaining lifetime for v0.0.6 and earlier (the bug), and
 ///   now plus half the remaining lifetime (before `exp`) from v0.0.7, the version being read
 ///   from the init container's `EXEC_AUTH_URL` (`.../download/vX.Y.Z/...`).

@@ -2,7 +2,8 @@
 //!
 //! It runs on every cluster and acts in a namespace once a Ready pod labelled
 //! `app.kubernetes.io/name=<instance>-application-controller` with a container
-//! `argocd-application-controller` runs there (the Argo CD instance of that namespace). For each
+//! `argocd-application-controller` runs there (the Argo CD instance of that namespace: the
+//! operator's `<name>-application-controller`, or upstream's `argocd-application-controller`). For each
 //! `Application` (argoproj.io/v1alpha1) of the namespace it:
 //!
 //! 1. finds the destination cluster among the Secrets labelled
@@ -13,7 +14,8 @@
 //!    controller container through the cluster's exec table (like client-go: the printed
 //!    ExecCredential's apiVersion must match, the token is cached until its
 //!    `expirationTimestamp` and dropped on a 401);
-//! 3. talks HTTPS to `server` (kubesim cluster URLs are `https://127.0.0.1:PORT`), verifying
+//! 3. talks HTTPS to `server` (`https://127.0.0.1:PORT`, or a simulated host name such as a kind
+//!    cluster's `https://<name>-control-plane:6443`, resolved through the proxy routes), verifying
 //!    the certificate against `tlsClientConfig.caData` unless `insecure` (no caData: the system
 //!    roots, which trust no simulated cluster);
 //! 4. reads the source: `spec.source.repoURL: file:///abs/dir` with `path` (default `.`), a

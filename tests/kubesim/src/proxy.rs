@@ -1,7 +1,9 @@
 //! An HTTP CONNECT proxy for the `HTTPS_PROXY` of the env file. It tunnels to hosts registered
-//! with [`Routes::add`] (part 2 registers the simulated ingress routes, e.g. the SPIRE OIDC
-//! discovery host) and answers `502 Bad Gateway` for every other host. It never connects to
-//! anything outside 127.0.0.1.
+//! with [`Routes::add`] and answers `502 Bad Gateway` for every other host. It never connects to
+//! anything outside 127.0.0.1. The same table resolves host names for every simulated client
+//! (JWT authenticators, Argo CD). Registered: OpenShift ingress hosts (`<route host>:443`, e.g.
+//! the SPIRE OIDC discovery Route), kind API servers (`<cluster>-control-plane:6443`) and the
+//! node ports of the upstream OIDC discovery provider (`<node name>:<nodePort>`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,4 +1,13 @@
 //! Starting simulated clusters, their seeded state, kubeconfigs, and the handles tests use.
+//!
+//! A kind cluster (`Profile::Kind`) is seeded as kind/kubeadm leaves it: nodes
+//! `<name>-control-plane`, `<name>-worker`, `<name>-worker2`; ConfigMap
+//! `kube-public/cluster-info` (a kubeconfig with `server: https://<name>-control-plane:6443` and
+//! the cluster CA) readable anonymously (Role/RoleBinding `kubeadm:bootstrap-signer-clusterinfo`);
+//! its API server certificate names `<name>-control-plane` and the proxy routes
+//! `<name>-control-plane:6443` to it ([`ClusterHandle::control_plane_url`]). It runs the
+//! `workloads`, `spire-upstream`, `argocd-exec-plugin` and Argo CD application controllers, and
+//! its structured authentication file when [`SimConfig::authentication_config`] names one.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;

@@ -29,7 +29,7 @@
 //! **ClusterSPIFFEIDs** (`spire.spiffe.io/v1alpha1`) decide who gets which SPIFFE ID, as the
 //! controller manager does: `namespaceSelector` and `podSelector` (label selectors), the
 //! manager's `ignoreNamespaces` (regular expressions, matched anywhere in the name),
-//! `spiffeIDTemplate` rendered with a subset of Go templates (see [`render_template`]), the ID
+//! `spiffeIDTemplate` rendered with a subset of Go templates (fields and `index`), the ID
 //! validated and required to be in the server's trust domain, `fallback` honoured. Pods need a
 //! node. Each ClusterSPIFFEID gets `status.stats` (`namespacesSelected`, `namespacesIgnored`,
 //! `podsSelected`, `podEntryRenderFailures`, `entriesMasked`, `entriesToSet`, `entryFailures`)
