@@ -637,40 +637,45 @@ impl Controller for ArgoCdPods {
     }
 
     fn handle(&self, c: &ClusterHandle, ev: &Event) {
-        if ev.storage_key != "/pods" || ev.event_type == EventType::Deleted {
-            return;
+        if ev.storage_key == "/pods" && ev.event_type != EventType::Deleted {
+            register_upstream_pod(c, &ev.object);
         }
-        let pod = &ev.object;
-        let Some(app) = pod
-            .pointer("/metadata/labels/app.kubernetes.io~1name")
-            .and_then(Value::as_str)
-        else {
-            return;
-        };
-        let Some((_, container)) = UPSTREAM_PODS.iter().find(|(l, _)| *l == app) else {
-            return;
-        };
-        let Some(ct) = pod
-            .pointer("/spec/containers")
-            .and_then(Value::as_array)
-            .and_then(|cs| cs.iter().find(|ct| ct["name"] == *container))
-        else {
-            return;
-        };
-        let ns = ev.namespace().unwrap_or_default();
-        if c.core().store.type_of(ARGOCD_API, "ArgoCD").is_some()
-            && !c.list(ARGOCD_API, "ArgoCD", Some(ns)).is_empty()
-        {
-            return; // the operator's instance: registered for the whole namespace
-        }
-        register_programs(
-            c,
-            ns,
-            ev.name(),
-            Some(container),
-            &list_of(ct, "volumeMounts"),
-        );
     }
+}
+
+/// Register the plugin in `pod` if it is one of upstream Argo CD's (see [`ArgoCdPods`]). Also
+/// called by the workloads controller before it makes a pod Ready, so that a Ready pod always
+/// runs the plugin.
+pub(crate) fn register_upstream_pod(c: &ClusterHandle, pod: &Value) {
+    let Some(app) = pod
+        .pointer("/metadata/labels/app.kubernetes.io~1name")
+        .and_then(Value::as_str)
+    else {
+        return;
+    };
+    let Some((_, container)) = UPSTREAM_PODS.iter().find(|(l, _)| *l == app) else {
+        return;
+    };
+    let Some(ct) = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|ct| ct["name"] == *container))
+    else {
+        return;
+    };
+    let ns = meta(pod, "namespace");
+    if c.core().store.type_of(ARGOCD_API, "ArgoCD").is_some()
+        && !c.list(ARGOCD_API, "ArgoCD", Some(ns)).is_empty()
+    {
+        return; // the operator's instance: registered for the whole namespace
+    }
+    register_programs(
+        c,
+        ns,
+        meta(pod, "name"),
+        Some(container),
+        &list_of(ct, "volumeMounts"),
+    );
 }
 
 fn basename(p: &str) -> &str {

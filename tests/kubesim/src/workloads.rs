@@ -584,6 +584,8 @@ fn start_pod(c: &ClusterHandle, ns: &str, name: &str) {
     if phase != Some("Pending") && !restart {
         return;
     }
+    // Upstream Argo CD's pods run the exec plugin as soon as they are Ready.
+    crate::argocd::register_upstream_pod(c, &pod);
     let node = pod
         .pointer("/spec/nodeName")
         .and_then(Value::as_str)
