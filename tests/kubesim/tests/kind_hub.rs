@@ -1317,3 +1317,85 @@ async fn a_kind_hub_issuer_is_trusted_by_an_openshift_spoke() {
         spoke.oidc_authn().last_error()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The workspace fixtures.
+
+#[test]
+fn the_argocd_fixture_is_shaped_like_upstreams_install_yaml() {
+    let all = docs(&repo_fixture("argocd-install.yaml"));
+    for d in &all {
+        assert!(
+            d["metadata"].get("namespace").is_none(),
+            "no namespace in {} {}",
+            d["kind"],
+            d["metadata"]["name"]
+        );
+    }
+    let has = |kind: &str, name: &str| {
+        all.iter()
+            .any(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+    };
+    for crd in [
+        "applications.argoproj.io",
+        "applicationsets.argoproj.io",
+        "appprojects.argoproj.io",
+    ] {
+        assert!(has("CustomResourceDefinition", crd), "{crd}");
+    }
+    for sa in [
+        "argocd-server",
+        "argocd-application-controller",
+        "argocd-repo-server",
+        "argocd-redis",
+    ] {
+        assert!(has("ServiceAccount", sa), "{sa}");
+    }
+    for cm in ["argocd-cm", "argocd-rbac-cm", "argocd-cmd-params-cm"] {
+        assert!(has("ConfigMap", cm), "{cm}");
+    }
+    assert!(has("Secret", "argocd-secret"));
+    for d in ["argocd-server", "argocd-repo-server", "argocd-redis"] {
+        assert!(has("Deployment", d), "{d}");
+    }
+    assert!(has("StatefulSet", "argocd-application-controller"));
+    assert!(all.iter().any(|d| d["kind"] == "NetworkPolicy"));
+    assert!(all.iter().any(|d| d["kind"] == "Service"));
+    let crbs: Vec<&Value> = all
+        .iter()
+        .filter(|d| d["kind"] == "ClusterRoleBinding")
+        .collect();
+    assert!(!crbs.is_empty());
+    for b in crbs {
+        assert_eq!(b["subjects"][0]["namespace"], "argocd", "{b:#}");
+    }
+    // The pods the simulated exec plugin and application controller look for.
+    for (name, container) in kubesim::argocd::UPSTREAM_PODS {
+        let w = all
+            .iter()
+            .find(|d| d["metadata"]["name"] == *name && d["spec"]["template"].is_object())
+            .unwrap();
+        assert_eq!(
+            w["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"],
+            *name
+        );
+        assert_eq!(
+            w["spec"]["template"]["spec"]["containers"][0]["name"],
+            *container
+        );
+        assert_eq!(w["spec"]["template"]["spec"]["serviceAccountName"], *name);
+    }
+    let crds = docs(&repo_fixture("spire-crds.yaml"));
+    let kinds: Vec<&str> = crds
+        .iter()
+        .map(|d| d["spec"]["names"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "ClusterSPIFFEID",
+            "ClusterFederatedTrustDomain",
+            "ClusterStaticEntry"
+        ]
+    );
+}
