@@ -46,6 +46,12 @@ fn a_kind_hub_is_bootstrapped_detected_verified_and_a_rerun_changes_nothing() {
         "https://hub-control-plane:30443"
     );
     assert_eq!(doc["values"]["trustDomain"], "hub.kind");
+    // kind has a default StorageClass (standard) for spire-server's data volume: no warning about it.
+    assert!(
+        !doc["warnings"].to_string().contains("StorageClass"),
+        "{}",
+        doc["warnings"]
+    );
     let steps: Vec<&str> = doc["steps"]
         .as_array()
         .unwrap()

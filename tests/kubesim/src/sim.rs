@@ -834,6 +834,12 @@ fn seed(c: &ClusterHandle) -> anyhow::Result<()> {
 fn seed_kind(c: &ClusterHandle) -> anyhow::Result<()> {
     use base64::Engine;
     let put = |v: Value| c.put(v).map(|_| ());
+    // kind's default StorageClass (rancher's local-path provisioner).
+    put(json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "rancher.io/local-path", "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer"
+    }))?;
     let server = c.control_plane_url().unwrap_or_default();
     let kubeconfig = json!({
         "apiVersion": "v1",
