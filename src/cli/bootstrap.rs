@@ -1,5 +1,5 @@
-//! `ztwim-hub bootstrap --context HUB`: the hub, end to end: ZTWIM (SPIRE), its OIDC issuer, OpenShift
-//! GitOps and an Argo CD instance whose pods obtain JWT-SVIDs, each step applied, awaited and verified.
+//! `ztwim-hub bootstrap --context HUB`: the hub, end to end: SPIRE (ZTWIM on OpenShift, upstream on kind), its
+//! OIDC issuer and an Argo CD whose pods obtain JWT-SVIDs, each step applied, awaited and verified.
 
 use std::sync::Mutex;
 
@@ -29,18 +29,22 @@ use kube::Api;
 
 fn after_help() -> String {
     format!(
-        "Steps, in order (--skip/--only take these names):\n{}\n\nValues not given are discovered: the apps domain from DNS cluster, the channel from the \
-PackageManifest, the trust domain and cluster name from an existing install. A re-run changes nothing and verifies \
-again.\n\nExamples:\n  ztwim-hub bootstrap --context hub --dry-run=client\n  ztwim-hub bootstrap --context hub --yes -o json",
+        "Steps, in order (--skip/--only take these names):\n{}\n\nThe profile is detected when --profile is not given: openshift when the hub serves config.openshift.io, \
+kind otherwise. Values not given are discovered. OpenShift: the apps domain from DNS cluster, the channel from the \
+PackageManifest, the trust domain and cluster name from an existing install. kind: the hub's name from its \
+<name>-control-plane node, the issuer https://<name>-control-plane:30443, the trust domain <name>.kind (or an \
+existing install's). A re-run changes nothing and verifies again.\n\nExamples:\n  ztwim-hub bootstrap --context hub --dry-run=client\n  \
+ztwim-hub bootstrap --context hub --yes -o json\n  ztwim-hub bootstrap --context kind-hub --yes --argocd-manifest ./install.yaml",
         hub::step_help()
     )
 }
 
-/// Set up the hub: SPIRE (ZTWIM), its OIDC issuer, and Argo CD with SPIFFE identities.
+/// Set up the hub: SPIRE, its OIDC issuer, and Argo CD with SPIFFE identities.
 ///
-/// Installs ZTWIM from OLM with its operands, publishes SPIRE's OIDC issuer, installs OpenShift GitOps and
-/// an Argo CD instance whose server and application controller obtain JWT-SVIDs; every step is applied
-/// with server-side apply, awaited with watches, and verified.
+/// OpenShift: ZTWIM from OLM with its operands, SPIRE's OIDC issuer on a Route, OpenShift GitOps and an Argo
+/// CD instance. kind: upstream SPIRE, its OIDC issuer on a NodePort, and Argo CD's release manifest. Either
+/// way the Argo CD server and application controller obtain JWT-SVIDs; every step is applied with
+/// server-side apply, awaited with watches, and verified.
 #[derive(Debug, Args)]
 #[command(after_help = after_help())]
 pub struct BootstrapArgs {

@@ -24,7 +24,7 @@ impl Step<HubRun> for Preflight {
     }
 
     fn about(&self) -> &'static str {
-        "check version, permissions, catalog and any existing install"
+        "check version, permissions, the catalog (OpenShift), any existing install"
     }
 
     fn apply<'a>(
