@@ -11,7 +11,7 @@ use kube::api::DynamicObject;
 use kube::runtime::{WatchStreamExt, watcher};
 
 use super::client::{Cluster, describe_kube_error};
-use super::kinds::Kind;
+use super::kinds::{self, Kind};
 use crate::error::Error;
 
 /// Whether what a wait looks at is ready yet; `NotReady` says what was seen.
@@ -158,6 +158,30 @@ pub fn condition_true(objects: &[DynamicObject], type_: &str) -> Readiness {
         )),
         None => Readiness::NotReady(format!("no {type_} condition yet")),
     }
+}
+
+/// Waits until the `apps/v1` workload `kind` `namespace/name` has all its pods ready ([`workload_ready`]).
+pub async fn workload(
+    cluster: &Cluster,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<()> {
+    until(
+        cluster,
+        Target {
+            kind: kinds::known("apps/v1", kind),
+            namespace: Some(namespace),
+            name: Some(name),
+            label_selector: None,
+        },
+        &format!("{kind} {namespace}/{name} ready"),
+        timeout,
+        workload_ready,
+    )
+    .await
+    .map(|_| ())
 }
 
 /// Ready when the Deployment, StatefulSet or DaemonSet has all its pods ready.

@@ -64,20 +64,7 @@ impl Step<HubRun> for ZtwimOperands {
             report.notes.push("operands Ready".into());
             let ns = ctx.profile.ztwim().namespace.as_str();
             for (kind, name) in WORKLOADS {
-                let k = kinds::known("apps/v1", kind);
-                wait::until(
-                    &ctx.hub,
-                    Target {
-                        kind: k,
-                        namespace: Some(ns),
-                        name: Some(name),
-                        label_selector: None,
-                    },
-                    &format!("{kind} {ns}/{name} ready"),
-                    ctx.timeout,
-                    wait::workload_ready,
-                )
-                .await?;
+                wait::workload(&ctx.hub, kind, ns, name, ctx.timeout).await?;
             }
             report.notes.push(
                 "SPIRE server, agents, CSI driver and OIDC discovery provider running".into(),

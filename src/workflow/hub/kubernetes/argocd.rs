@@ -5,8 +5,7 @@
 use anyhow::Result;
 use futures::future::BoxFuture;
 
-use crate::kube::kinds;
-use crate::kube::wait::{self, Target};
+use crate::kube::wait;
 use crate::render::upstream::ARGOCD_PATCHED;
 use crate::workflow::hub::{HubRun, argocd};
 use crate::workflow::{Step, StepReport};
@@ -30,19 +29,7 @@ impl Step<HubRun> for UpstreamArgoCd {
         Box::pin(async move {
             let ns = ctx.values.gitops_namespace.as_str();
             for (kind, name, _) in ARGOCD_PATCHED {
-                wait::until(
-                    &ctx.hub,
-                    Target {
-                        kind: kinds::known("apps/v1", kind),
-                        namespace: Some(ns),
-                        name: Some(name),
-                        label_selector: None,
-                    },
-                    &format!("{kind} {ns}/{name} ready"),
-                    ctx.timeout,
-                    wait::workload_ready,
-                )
-                .await?;
+                wait::workload(&ctx.hub, kind, ns, name, ctx.timeout).await?;
             }
             argocd::wait_pods(ctx).await?;
             report.notes.push(format!(

@@ -8,8 +8,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::Api;
 
 use crate::error::Error;
-use crate::kube::kinds;
-use crate::kube::wait::{self, Target};
+use crate::kube::wait;
 use crate::workflow::hub::{HubRun, oidc_discovery};
 use crate::workflow::{Step, StepReport};
 
@@ -34,19 +33,7 @@ impl Step<HubRun> for OidcDiscovery {
         Box::pin(async move {
             let spire = ctx.profile.spire();
             let ns = spire.namespace.as_str();
-            wait::until(
-                &ctx.hub,
-                Target {
-                    kind: kinds::known("apps/v1", "Deployment"),
-                    namespace: Some(ns),
-                    name: Some(PROVIDER),
-                    label_selector: None,
-                },
-                &format!("Deployment {ns}/{PROVIDER} available"),
-                ctx.timeout,
-                wait::workload_ready,
-            )
-            .await?;
+            wait::workload(&ctx.hub, "Deployment", ns, PROVIDER, ctx.timeout).await?;
             if ctx.applier.dry_run.is_none() {
                 let services: Api<Service> = Api::namespaced(ctx.hub.client.clone(), ns);
                 let port = services

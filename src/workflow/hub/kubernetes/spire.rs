@@ -5,8 +5,7 @@
 use anyhow::Result;
 use futures::future::BoxFuture;
 
-use crate::kube::kinds;
-use crate::kube::wait::{self, Target};
+use crate::kube::wait;
 use crate::workflow::hub::{HubRun, ztwim_operands};
 use crate::workflow::{Step, StepReport};
 
@@ -35,19 +34,7 @@ impl Step<HubRun> for Spire {
         Box::pin(async move {
             let ns = ctx.profile.spire().namespace.as_str();
             for (kind, name) in WORKLOADS {
-                wait::until(
-                    &ctx.hub,
-                    Target {
-                        kind: kinds::known("apps/v1", kind),
-                        namespace: Some(ns),
-                        name: Some(name),
-                        label_selector: None,
-                    },
-                    &format!("{kind} {ns}/{name} ready"),
-                    ctx.timeout,
-                    wait::workload_ready,
-                )
-                .await?;
+                wait::workload(&ctx.hub, kind, ns, name, ctx.timeout).await?;
             }
             report
                 .notes
