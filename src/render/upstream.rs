@@ -59,32 +59,34 @@ pub async fn fetch(spec: &str, flag: &str) -> Result<Manifest> {
     })
 }
 
+/// Downloads over verified TLS (system roots, `HTTPS_PROXY`). A failure is like an unreachable cluster:
+/// bad input (exit 2), and nothing has been applied yet.
 async fn download(url: &str, flag: &str) -> Result<String> {
     let client = crate::verify::oidc::https_client(None, Duration::from_secs(120))?;
+    let describe = crate::verify::oidc::describe_reqwest;
     let response = client.get(url).send().await.map_err(|e| {
-        anyhow::anyhow!(
+        error::input(format!(
             "{flag} {url}: cannot download ({}); check the network or HTTPS_PROXY, or give a local copy with {flag} PATH",
-            crate::verify::oidc::describe_reqwest(&e)
-        )
+            describe(&e)
+        ))
     })?;
     let status = response.status();
     if !status.is_success() {
-        return Err(anyhow::anyhow!(
+        return Err(error::input(format!(
             "{flag} {url}: HTTP {status}; check the version in the profile, or give a local copy with {flag} PATH"
-        ));
+        )));
     }
-    let bytes = response.bytes().await.map_err(|e| {
-        anyhow::anyhow!(
-            "{flag} {url}: {}",
-            crate::verify::oidc::describe_reqwest(&e)
-        )
-    })?;
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| error::input(format!("{flag} {url}: {}", describe(&e))))?;
     if bytes.len() > MAX_BYTES {
-        return Err(anyhow::anyhow!(
+        return Err(error::input(format!(
             "{flag} {url}: larger than {MAX_BYTES} bytes"
-        ));
+        )));
     }
-    String::from_utf8(bytes.to_vec()).map_err(|_| anyhow::anyhow!("{flag} {url}: not UTF-8 text"))
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| error::input(format!("{flag} {url}: not UTF-8 text")))
 }
 
 fn read_path(path: &Path, flag: &str) -> Result<String> {

@@ -139,6 +139,18 @@ fn kind_refusals_touch_nothing() {
     kind_bootstrap(&c, "hub", &["--app-domain", "apps.example.com"])
         .bad_input("--app-domain applies to openshift hubs only");
     kind_bootstrap(&c, "hub", &["--only", "ztwim-operator"]).bad_input("ztwim-operator");
+    // A release manifest that cannot be downloaded: one line, exit 2, before anything is applied.
+    let out = c.run([
+        "bootstrap",
+        "--context",
+        "hub",
+        "--yes",
+        "--argocd-manifest",
+        "https://127.0.0.1:9/install.yaml",
+        "--spire-crds",
+        &kind_fixture("spire-crds.yaml"),
+    ]);
+    out.refused("--argocd-manifest https://127.0.0.1:9/install.yaml: cannot download");
     // The OpenShift profile on a kind hub: refused when discovery finds no OpenShift API.
     let out = kind_bootstrap(&c, "hub", &["--profile", "openshift"]);
     assert_ne!(out.code, 0, "{}", out.stderr);
