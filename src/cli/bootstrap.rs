@@ -210,8 +210,7 @@ async fn discover_kubernetes(
     };
     let (values, warnings) = BootstrapValues::resolve(profile, &inputs)?;
     let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), ns);
-    let mut names = values.kubernetes().oidc_dns_names.clone();
-    names.push("127.0.0.1".into());
+    let names = &values.kubernetes().oidc_certificate_names;
     let tls = secrets
         .get_opt(tls::SECRET)
         .await
@@ -222,7 +221,7 @@ async fn discover_kubernetes(
                 .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
                 .collect()
         })
-        .and_then(|data| ServingCert::reuse(&data, &names));
+        .and_then(|data| ServingCert::reuse(&data, names));
     Ok((values, warnings, tls))
 }
 

@@ -64,11 +64,13 @@ pub async fn plan(
     }
     let sources = sources.expect("Kubernetes hubs have sources");
     let spire = profile.spire();
-    let mut names = values.kubernetes().oidc_dns_names.clone();
-    names.push("127.0.0.1".into());
     let tls = match tls {
         Some(t) => t,
-        None => ServingCert::generate(&names, spire.oidc_certificate_days, &spire.ca_subject)?,
+        None => ServingCert::generate(
+            &values.kubernetes().oidc_certificate_names,
+            spire.oidc_certificate_days,
+            &spire.ca_subject,
+        )?,
     };
     if let Some(k) = values.kubernetes.as_mut() {
         k.oidc_certificate_fingerprint = tls.fingerprint();

@@ -141,7 +141,6 @@ impl ServingCert {
                 "labels": {"app.kubernetes.io/managed-by": "ztwim-hub"},
             },
             "type": "kubernetes.io/tls",
-            "stringData": {},
             "data": {
                 "tls.crt": b64(&self.cert_pem),
                 "tls.key": b64(&self.key_pem),

@@ -101,6 +101,8 @@ pub struct KubernetesHubValues {
     pub issuer_host: String,
     /// The names the discovery provider answers to (its `domains`) and its certificate covers.
     pub oidc_dns_names: Vec<String>,
+    /// What the serving certificate covers: those names and 127.0.0.1 (kind-config's host port mapping).
+    pub oidc_certificate_names: Vec<String>,
     /// sha256 of the serving certificate (a pod template annotation: a new certificate rolls the pods).
     pub oidc_certificate_fingerprint: String,
 }
@@ -239,10 +241,13 @@ impl BootstrapValues {
                         names.push(name);
                     }
                 }
+                let mut certificate_names = names.clone();
+                certificate_names.push("127.0.0.1".into());
                 let kubernetes = KubernetesHubValues {
                     hub_name: hub_name.clone(),
                     issuer_host,
                     oidc_dns_names: names,
+                    oidc_certificate_names: certificate_names,
                     oidc_certificate_fingerprint: String::new(),
                 };
                 (None, Some(kubernetes))

@@ -419,26 +419,29 @@ fn kind_spoke_refusals_change_nothing() {
     assert!(!backup_of(&c, "spoke-k").exists());
 }
 
+/// `render add-spoke` for a kind spoke, the flags every variant below shares.
+const RENDER_KIND_SPOKE: &[&str] = &[
+    "render",
+    "add-spoke",
+    "--profile",
+    "kind",
+    "--spoke-name",
+    "spoke-a",
+    "--spoke-server",
+    "https://spoke-a-control-plane:6443",
+    "--spoke-ca-file",
+    "spoke-ca.crt",
+    "--trust-domain",
+    "hub.kind",
+    "--issuer-url",
+    "https://hub-control-plane:30443",
+];
+
 #[test]
 fn render_add_spoke_for_a_kind_spoke_prints_the_objects_and_the_file() {
-    let out = crate::support::ztwim([
-        "render",
-        "add-spoke",
-        "--profile",
-        "kind",
-        "--spoke-name",
-        "spoke-a",
-        "--spoke-server",
-        "https://spoke-a-control-plane:6443",
-        "--spoke-ca-file",
-        "spoke-ca.crt",
-        "--trust-domain",
-        "hub.kind",
-        "--issuer-url",
-        "https://hub-control-plane:30443",
-        "--issuer-ca-file",
-        "ingress-ca.crt",
-    ])
+    let out = crate::support::ztwim(
+        [RENDER_KIND_SPOKE, &["--issuer-ca-file", "ingress-ca.crt"]].concat(),
+    )
     .success();
     let docs = out.documents();
     assert_eq!(
@@ -479,24 +482,13 @@ fn render_add_spoke_for_a_kind_spoke_prints_the_objects_and_the_file() {
 
     // --output-dir: the objects per cluster, the file where kind-config keeps it.
     let tmp = tempfile::tempdir().unwrap();
-    crate::support::ztwim([
-        "render",
-        "add-spoke",
-        "--profile",
-        "kind",
-        "--spoke-name",
-        "spoke-a",
-        "--spoke-server",
-        "https://spoke-a-control-plane:6443",
-        "--spoke-ca-file",
-        "spoke-ca.crt",
-        "--trust-domain",
-        "hub.kind",
-        "--issuer-url",
-        "https://hub-control-plane:30443",
-        "--output-dir",
-        tmp.path().to_str().unwrap(),
-    ])
+    crate::support::ztwim(
+        [
+            RENDER_KIND_SPOKE,
+            &["--output-dir", tmp.path().to_str().unwrap()],
+        ]
+        .concat(),
+    )
     .success();
     let written = AuthenticationConfiguration::read(
         &tmp.path().join("spoke-a-authn/authentication-config.yaml"),
